@@ -1,0 +1,8 @@
+"""GASP for OpenMMLab: importing this package registers every GASP module into the
+mmdet3d registries (use ``custom_imports=dict(imports=['gasp'])`` in a config)."""
+from . import compat
+from .version import __version__
+
+compat.apply_fixes()
+
+__all__ = ['__version__', 'compat']
