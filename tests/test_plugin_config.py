@@ -25,3 +25,32 @@ def test_user_config_registers_plugin(tmp_path):
     assert cfg.default_scope == 'mmdet3d'
     import sys
     assert 'gasp' in sys.modules
+
+
+def test_custom_imports_register_gasp_into_mmdet3d_registries(tmp_path):
+    """In a fresh interpreter, only the config's custom_imports bring GASP in."""
+    import subprocess
+    import sys
+    user_cfg = tmp_path / 'cfg.py'
+    user_cfg.write_text("_base_ = ['mmdet3d::_base_/default_runtime.py']\n"
+                        "custom_imports = dict(imports=['gasp'], allow_failed_imports=False)\n")
+    script = f"""
+import sys
+import torch
+from mmengine.config import Config
+from mmdet3d.registry import DATASETS, MODELS, TASK_UTILS, TRANSFORMS
+assert MODELS.get('BEVResNetFPN') is None
+Config.fromfile({str(user_cfg)!r})
+assert 'gasp' in sys.modules
+assert DATASETS.get('AV2OccDataset') is not None
+assert TRANSFORMS.get('LoadFutureRays') is not None
+assert TASK_UTILS.get('OccupancyQuerySampler') is not None
+encoder = MODELS.build(dict(type='BEVResNetFPN', in_channels=3, out_channels=16,
+                            stem_channels=(8, 8), stage_channels=(8, 8, 8)))
+out = encoder(torch.zeros(1, 3, 32, 32))[0]
+print(tuple(out.shape))
+"""
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == '(1, 16, 8, 8)'

@@ -81,7 +81,8 @@ def test_runner_trains_checkpoints_and_resumes(tmp_path):
     resumed.train()
     # The run continued at iteration 4 with the saved weights, optimizer and scheduler.
     assert recorder.iters == [4, 5]
-    assert resumed.param_schedulers[0].last_epoch == 6
+    # The learning rate decayed at iteration 3 stays decayed: the scheduler was restored.
+    assert resumed.optim_wrapper.get_lr()['lr'] == [pytest.approx(0.01)]
     assert (tmp_path / 'iter_6.pth').exists()
     history = resumed.message_hub.get_scalar('train/loss').data[0]
     assert len(history) == 6  # the 4 losses before the kill were restored

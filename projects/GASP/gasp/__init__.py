@@ -5,4 +5,6 @@ from .version import __version__
 
 compat.apply_fixes()
 
-__all__ = ['__version__', 'compat']
+from . import datasets, models  # noqa: E402  (registers after the stack is fixed)
+
+__all__ = ['__version__', 'compat', 'datasets', 'models']

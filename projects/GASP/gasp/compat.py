@@ -14,17 +14,32 @@ logger = logging.getLogger(__name__)
 _applied = set()
 
 
+def _history_buffer_state(buffer) -> dict:
+    """``HistoryBuffer.__getstate__`` without the class-wide method table."""
+    state = dict(buffer.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
 def allow_mmengine_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` read mmengine checkpoints.
 
     Upstream problem: torch >= 2.6 loads with ``weights_only=True`` by default, and
     mmengine 0.10.7 (``mmengine.runner.checkpoint._load_checkpoint``) calls ``torch.load``
     without the argument. A checkpoint written by the Runner stores the message hub's
-    ``HistoryBuffer`` objects and numpy arrays, so resume fails with "Weights only load
-    failed". Instead of switching the safety off, the few classes such a checkpoint
-    holds are allow-listed.
+    ``HistoryBuffer`` objects, numpy arrays and, through ``HistoryBuffer.__getstate__``,
+    the class-wide table of statistics methods pickled as ``getattr(HistoryBuffer, 'min')``,
+    so resume fails with "Weights only load failed".
+
+    Instead of switching the safety off (or allow-listing ``getattr``, which would let a
+    checkpoint reach any attribute of an allowed class), buffers are pickled without the
+    method table (``__setstate__`` already tolerates its absence, and the table is
+    class-level state rebuilt at import), and the few classes a checkpoint then holds are
+    allow-listed. Checkpoints written by mmengine without this fix still need
+    ``weights_only=False`` from a trusted source.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_state
 
     numpy_globals = [
         np.ndarray,

@@ -1,0 +1,124 @@
+"""Reading AV2 sensor-log files through the ``av2`` package, with errors that say where.
+
+Layout of one log (``<root>/sensor/<split>/<log_id>/``): ``city_SE3_egovehicle.feather``,
+``calibration/{egovehicle_SE3_sensor,intrinsics}.feather``, ``sensors/lidar/<ts>.feather``,
+``sensors/cameras/<camera>/<ts>.jpg``, ``annotations.feather``, ``map/``.
+"""
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+from av2.utils.io import read_feather
+
+from ..geometry import pose_matrix
+from .errors import AV2DataError
+
+RING_CAMERAS = ('ring_front_center', 'ring_front_left', 'ring_front_right', 'ring_side_left',
+                'ring_side_right', 'ring_rear_left', 'ring_rear_right')
+LIDARS = ('up_lidar', 'down_lidar')
+SWEEP_COLUMNS = ('x', 'y', 'z', 'intensity', 'laser_number', 'offset_ns')
+POSE_COLUMNS = ('qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m')
+# laser_number 0-31 belong to the up lidar, 32-63 to the down lidar.
+LASERS_PER_LIDAR = 32
+
+
+def _read_table(path: Path, columns, log_id: str):
+    if not path.is_file():
+        raise AV2DataError('file is missing', log_id=log_id, path=str(path))
+    try:
+        table = read_feather(path)
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        raise AV2DataError(f'cannot read feather file ({type(err).__name__}: {err})',
+                           log_id=log_id, path=str(path)) from err
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise AV2DataError(f'columns {missing} are missing (found {list(table.columns)})',
+                           log_id=log_id, path=str(path))
+    return table
+
+
+def lidar_path(log_dir: Path, timestamp_ns: int) -> Path:
+    return log_dir / 'sensors' / 'lidar' / f'{timestamp_ns}.feather'
+
+
+def camera_path(log_dir: Path, camera: str, timestamp_ns: int) -> Path:
+    return log_dir / 'sensors' / 'cameras' / camera / f'{timestamp_ns}.jpg'
+
+
+def list_lidar_timestamps(log_dir: Path) -> np.ndarray:
+    """Sorted (T,) int64 lidar sweep timestamps of a log, from the file names."""
+    return np.sort(np.array([int(p.stem) for p in (log_dir / 'sensors' / 'lidar').glob(
+        '*.feather')], dtype=np.int64))
+
+
+def list_camera_timestamps(log_dir: Path, camera: str) -> np.ndarray:
+    """Sorted (T,) int64 image timestamps of one camera, from the file names."""
+    folder = log_dir / 'sensors' / 'cameras' / camera
+    return np.sort(np.array([int(p.stem) for p in folder.glob('*.jpg')], dtype=np.int64))
+
+
+def read_city_from_ego(log_dir: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """Ego poses of a log.
+
+    Returns:
+        timestamps_ns: (T,) sorted int64.
+        city_from_ego: (T, 4, 4) float64.
+    """
+    path = log_dir / 'city_SE3_egovehicle.feather'
+    table = _read_table(path, ('timestamp_ns', ) + POSE_COLUMNS, log_dir.name)
+    order = np.argsort(table['timestamp_ns'].to_numpy())
+    values = table.loc[:, list(POSE_COLUMNS)].to_numpy(np.float64)[order]
+    if not np.isfinite(values).all():
+        bad = table['timestamp_ns'].to_numpy()[order][~np.isfinite(values).all(1)]
+        raise AV2DataError('non-finite ego pose', log_id=log_dir.name, path=str(path),
+                           timestamp_ns=int(bad[0]))
+    return (table['timestamp_ns'].to_numpy(np.int64)[order],
+            pose_matrix(values[:, :4], values[:, 4:]))
+
+
+def read_ego_from_sensor(log_dir: Path) -> Dict[str, np.ndarray]:
+    """Extrinsics of every sensor of a log: name -> (4, 4) ``ego_from_sensor``."""
+    path = log_dir / 'calibration' / 'egovehicle_SE3_sensor.feather'
+    table = _read_table(path, ('sensor_name', ) + POSE_COLUMNS, log_dir.name)
+    values = table.loc[:, list(POSE_COLUMNS)].to_numpy(np.float64)
+    poses = pose_matrix(values[:, :4], values[:, 4:])
+    return {str(name): poses[i] for i, name in enumerate(table['sensor_name'])}
+
+
+def read_intrinsics(log_dir: Path) -> Dict[str, dict]:
+    """Pinhole intrinsics of every camera: name -> dict(fx, fy, cx, cy, width, height)."""
+    path = log_dir / 'calibration' / 'intrinsics.feather'
+    cols = ('sensor_name', 'fx_px', 'fy_px', 'cx_px', 'cy_px', 'width_px', 'height_px')
+    table = _read_table(path, cols, log_dir.name)
+    return {
+        str(row.sensor_name): dict(fx=float(row.fx_px), fy=float(row.fy_px), cx=float(row.cx_px),
+                                   cy=float(row.cy_px), width=int(row.width_px),
+                                   height=int(row.height_px))
+        for row in table.itertuples()
+    }
+
+
+def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
+    """Read one lidar sweep (ego frame at the sweep timestamp) and check it.
+
+    Returns:
+        dict with ``xyz_ego`` (N, 3) float32, ``intensity`` (N,) uint8,
+        ``laser_number`` (N,) uint8, ``offset_ns`` (N,) int32.
+
+    Raises:
+        AV2DataError: unreadable or truncated file, wrong columns, no points, or
+            non-finite coordinates.
+    """
+    timestamp_ns = int(path.stem) if path.stem.isdigit() else None
+    table = _read_table(path, SWEEP_COLUMNS, log_id)
+    if len(table) == 0:
+        raise AV2DataError('lidar sweep has no points', log_id=log_id, path=str(path),
+                           timestamp_ns=timestamp_ns)
+    xyz = np.stack([table[c].to_numpy(np.float32) for c in 'xyz'], axis=1)
+    if not np.isfinite(xyz).all():
+        count = int((~np.isfinite(xyz).all(1)).sum())
+        raise AV2DataError(f'lidar sweep has {count} points with NaN or infinite coordinates',
+                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
+    return dict(xyz_ego=xyz, intensity=table['intensity'].to_numpy(np.uint8),
+                laser_number=table['laser_number'].to_numpy(np.uint8),
+                offset_ns=table['offset_ns'].to_numpy(np.int32))

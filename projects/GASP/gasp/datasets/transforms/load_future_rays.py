@@ -1,0 +1,73 @@
+"""Load the future lidar rays of a sample: the occupancy targets, not yet queries."""
+from typing import Optional, Sequence
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+from ...geometry import transform_points
+from ..av2_io import LASERS_PER_LIDAR, LIDARS, lidar_path, read_sweep
+from ..log_frames import log_dir_of, ref_from_ego_at
+from .load_past_sweeps import NS_PER_S, outside_box_xy
+
+
+@TRANSFORMS.register_module()
+class LoadFutureRays(BaseTransform):
+    """Turn each future sweep into rays in the reference frame.
+
+    A return with ``laser_number < 32`` came from ``up_lidar``, otherwise ``down_lidar``;
+    its ray starts at that lidar's position at the sweep time,
+    ``origin_ref = ref_from_ego_t @ ego_from_lidar[:3, 3]``, and ends at the return.
+
+    Adds ``rays``, a dict of arrays over R rays:
+        ``origins`` (R, 3) float32, reference frame (m);
+        ``directions`` (R, 3) float32 unit vectors;
+        ``depths`` (R,) float32, |point - origin| (m);
+        ``times_s`` (R,) float32, sweep time minus reference time (> 0);
+        ``sweep_index`` (R,) int16, index into ``future_timestamps_ns``.
+
+    Args:
+        ego_box_xy: ego-vehicle box in its own frame; returns inside are dropped.
+        max_rays_per_sweep: keep a random subset of this many rays per sweep (None: all).
+        min_depth: drop returns closer than this to their lidar (m).
+    """
+
+    def __init__(self,
+                 ego_box_xy: Sequence[float] = (-1.25, -1.2, 4.1, 1.2),
+                 max_rays_per_sweep: Optional[int] = None,
+                 min_depth: float = 0.5):
+        self.ego_box_xy = ego_box_xy
+        self.max_rays_per_sweep = max_rays_per_sweep
+        self.min_depth = min_depth
+
+    def transform(self, results: dict) -> dict:
+        log, log_dir = results['log'], log_dir_of(results)
+        stamps = results['future_timestamps_ns']
+        ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
+        lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3] for name in LIDARS])
+        out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
+        for k, stamp in enumerate(stamps):
+            sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
+            keep = outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
+            xyz_ego = sweep['xyz_ego'][keep].astype(np.float64)
+            lidar_id = (sweep['laser_number'][keep] >= LASERS_PER_LIDAR).astype(np.int64)
+            origins_ego = lidar_pos_ego[lidar_id]
+            depths = np.linalg.norm(xyz_ego - origins_ego, axis=1)
+            near = depths >= self.min_depth
+            if self.max_rays_per_sweep is not None and near.sum() > self.max_rays_per_sweep:
+                chosen = np.random.choice(np.flatnonzero(near), self.max_rays_per_sweep,
+                                          replace=False)
+                near = np.zeros_like(near)
+                near[chosen] = True
+            points_ref = transform_points(ref_from_ego[k], xyz_ego[near])
+            origins_ref = transform_points(ref_from_ego[k], origins_ego[near])
+            depth = depths[near]
+            out['origins'].append(origins_ref.astype(np.float32))
+            out['directions'].append(((points_ref - origins_ref) / depth[:, None]).astype(
+                np.float32))
+            out['depths'].append(depth.astype(np.float32))
+            out['times_s'].append(
+                np.full(len(depth), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
+            out['sweep_index'].append(np.full(len(depth), k, np.int16))
+        results['rays'] = {k: np.concatenate(v) for k, v in out.items()}
+        return results

@@ -1,0 +1,57 @@
+"""Load the input sweeps of a sample into its reference frame."""
+from typing import Sequence
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+from ...geometry import transform_points
+from ..av2_io import lidar_path, read_sweep
+from ..log_frames import log_dir_of, ref_from_ego_at
+
+NS_PER_S = 1e9
+
+
+def outside_box_xy(points: np.ndarray, box_xy: Sequence[float]) -> np.ndarray:
+    """(N,) mask of points whose (x, y) lie outside ``box_xy = (x_min, y_min, x_max, y_max)``."""
+    x_min, y_min, x_max, y_max = box_xy
+    return ~((points[:, 0] >= x_min) & (points[:, 0] <= x_max) & (points[:, 1] >= y_min) &
+             (points[:, 1] <= y_max))
+
+
+@TRANSFORMS.register_module()
+class LoadPastSweeps(BaseTransform):
+    """Read the past sweeps of a sample and move them into the reference frame.
+
+    AV2 sweeps are stored in the ego frame at their own timestamp (motion-compensated).
+    Each is moved by ``ref_from_ego_t = inv(city_from_ego_ref) @ city_from_ego_t``.
+
+    Adds ``points``: (N, 5) float32 with columns x, y, z (reference frame, m),
+    intensity / 255, t_rel_s (sweep time minus reference time, <= 0).
+
+    Args:
+        ego_box_xy: (x_min, y_min, x_max, y_max) of the ego vehicle in its own frame (m);
+            returns inside it are removed. None keeps them.
+    """
+
+    def __init__(self, ego_box_xy: Sequence[float] = (-1.25, -1.2, 4.1, 1.2)):
+        self.ego_box_xy = ego_box_xy
+
+    def transform(self, results: dict) -> dict:
+        log, log_dir = results['log'], log_dir_of(results)
+        stamps = results['past_timestamps_ns']
+        ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
+        chunks = []
+        for k, stamp in enumerate(stamps):
+            sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
+            keep = (outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
+                    if self.ego_box_xy is not None else slice(None))
+            xyz_ref = transform_points(ref_from_ego[k], sweep['xyz_ego'][keep])
+            t_rel_s = np.float32((stamp - results['timestamp_ns']) / NS_PER_S)
+            chunk = np.empty((len(xyz_ref), 5), dtype=np.float32)
+            chunk[:, :3] = xyz_ref
+            chunk[:, 3] = sweep['intensity'][keep] / np.float32(255.0)
+            chunk[:, 4] = t_rel_s
+            chunks.append(chunk)
+        results['points'] = np.concatenate(chunks)
+        return results

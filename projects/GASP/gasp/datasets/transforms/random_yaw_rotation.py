@@ -1,0 +1,51 @@
+"""Rotation augmentation about +z, applied to the inputs and every target together."""
+from typing import Tuple
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+
+def rotate_xy(xy: np.ndarray, yaw: float) -> np.ndarray:
+    """Rotate the first two columns of (N, >=2) coordinates by ``yaw`` about the origin."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    out = xy.copy()
+    out[:, 0] = c * xy[:, 0] - s * xy[:, 1]
+    out[:, 1] = s * xy[:, 0] + c * xy[:, 1]
+    return out
+
+
+@TRANSFORMS.register_module()
+class RandomYawRotation(BaseTransform):
+    """Rotate the whole sample about the reference frame's z axis by a random yaw.
+
+    Rotated together: ``points`` (x, y), ray ``origins`` and ``directions``, and the ego
+    path (positions and headings). The yaw is recorded as ``yaw_aug`` so that the
+    augmented reference frame is ``rot_z(yaw_aug) @ ref``.
+
+    Args:
+        yaw_range: (low, high) in radians; uniform (default: full circle).
+        prob: probability of rotating a sample.
+    """
+
+    def __init__(self, yaw_range: Tuple[float, float] = (-np.pi, np.pi), prob: float = 1.0):
+        self.yaw_range = yaw_range
+        self.prob = prob
+
+    def transform(self, results: dict) -> dict:
+        yaw = (float(np.random.uniform(*self.yaw_range)) if np.random.rand() < self.prob else
+               0.0)
+        results['yaw_aug'] = results.get('yaw_aug', 0.0) + yaw
+        if yaw == 0.0:
+            return results
+        if 'points' in results:
+            results['points'] = rotate_xy(results['points'], yaw)
+        if 'rays' in results:
+            rays = results['rays']
+            rays['origins'] = rotate_xy(rays['origins'], yaw)
+            rays['directions'] = rotate_xy(rays['directions'], yaw)
+        if 'ego_path' in results:
+            path = results['ego_path']
+            path['xy'] = rotate_xy(path['xy'], yaw)
+            path['yaw'] = (np.angle(np.exp(1j * (path['yaw'] + yaw)))).astype(np.float32)
+        return results

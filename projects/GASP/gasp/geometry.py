@@ -1,0 +1,61 @@
+"""Rigid transforms used across the pipeline, named by the frames they connect.
+
+A transform ``a_from_b`` is a (4, 4) homogeneous matrix that maps points in frame ``b`` to
+frame ``a``: ``points_a = transform_points(a_from_b, points_b)``.
+"""
+import numpy as np
+
+
+def pose_matrix(quat_wxyz: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Build homogeneous matrices from scalar-first quaternions and translations.
+
+    Args:
+        quat_wxyz: (..., 4) quaternions (qw, qx, qy, qz), not necessarily normalised.
+        translation: (..., 3) translations in metres.
+
+    Returns:
+        (..., 4, 4) float64 transforms.
+    """
+    q = np.asarray(quat_wxyz, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    rotation = np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
+    ], axis=-1).reshape(q.shape[:-1] + (3, 3))
+    out = np.zeros(q.shape[:-1] + (4, 4))
+    out[..., :3, :3] = rotation
+    out[..., :3, 3] = translation
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def invert(a_from_b: np.ndarray) -> np.ndarray:
+    """Invert (..., 4, 4) rigid transforms: returns ``b_from_a``."""
+    rotation_t = np.swapaxes(a_from_b[..., :3, :3], -1, -2)
+    out = np.zeros_like(a_from_b)
+    out[..., :3, :3] = rotation_t
+    out[..., :3, 3] = -(rotation_t @ a_from_b[..., :3, 3:4])[..., 0]
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def transform_points(a_from_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
+    """Apply one (4, 4) transform to (N, 3) points; the result has the points' dtype."""
+    rotation = a_from_b[:3, :3].astype(points_b.dtype, copy=False)
+    translation = a_from_b[:3, 3].astype(points_b.dtype, copy=False)
+    return points_b @ rotation.T + translation
+
+
+def yaw_of(a_from_b: np.ndarray) -> np.ndarray:
+    """Heading (rad) of frame ``b``'s x axis in frame ``a``, for (..., 4, 4) transforms."""
+    return np.arctan2(a_from_b[..., 1, 0], a_from_b[..., 0, 0])
+
+
+def rotation_z(yaw: float) -> np.ndarray:
+    """(4, 4) rotation about +z by ``yaw`` radians."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    out = np.eye(4)
+    out[:2, :2] = [[c, -s], [s, c]]
+    return out

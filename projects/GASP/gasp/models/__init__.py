@@ -1,0 +1,12 @@
+"""GASP's model parts, registered into ``mmdet3d.registry.MODELS`` (query samplers into
+``TASK_UTILS``) on import."""
+from .backbones import BEVResNetFPN
+from .decoders import ImplicitOccupancyDecoder
+from .layers import FourierEmbedding, ResidualMLPBlock
+from .losses import FeatureDistillationLoss, OccupancyBCELoss
+from .samplers import EgoQuerySampler, OccupancyQuerySampler
+
+__all__ = [
+    'BEVResNetFPN', 'ImplicitOccupancyDecoder', 'FourierEmbedding', 'ResidualMLPBlock',
+    'FeatureDistillationLoss', 'OccupancyBCELoss', 'EgoQuerySampler', 'OccupancyQuerySampler'
+]
