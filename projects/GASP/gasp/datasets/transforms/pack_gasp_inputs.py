@@ -10,10 +10,12 @@ META_KEYS = ('sample_idx', 'log_id', 'timestamp_ns', 'past_timestamps_ns',
 
 
 def _to_tensor(value):
+    """Arrays become tensors; dicts of arrays become data elements (which move to the
+    device with the batch)."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, dict):
-        return {k: _to_tensor(v) for k, v in value.items()}
+        return BaseDataElement(**{k: _to_tensor(v) for k, v in value.items()})
     return value
 
 
@@ -22,11 +24,12 @@ class PackGASPInputs(BaseTransform):
     """Returns ``dict(inputs=dict(points), data_samples=BaseDataElement)``.
 
     The data sample carries the targets as tensors (``rays``, ``ego_path``,
-    ``ego_footprint`` when present) and the metainfo keys
+    ``ego_footprint``, ``missing_rays``, ``feature_targets`` when present; a dict of
+    arrays becomes a nested ``BaseDataElement``) and the metainfo keys
     :data:`META_KEYS`, so that errors and logs can name the log and timestamp.
     """
 
-    TARGET_KEYS = ('rays', 'ego_path', 'ego_footprint')
+    TARGET_KEYS = ('rays', 'ego_path', 'ego_footprint', 'missing_rays', 'feature_targets')
 
     def transform(self, results: dict) -> dict:
         sample = BaseDataElement(

@@ -19,8 +19,9 @@ def rotate_xy(xy: np.ndarray, yaw: float) -> np.ndarray:
 class RandomYawRotation(BaseTransform):
     """Rotate the whole sample about the reference frame's z axis by a random yaw.
 
-    Rotated together: ``points`` (x, y), ray ``origins`` and ``directions``, and the ego
-    path (positions and headings). The yaw is recorded as ``yaw_aug`` so that the
+    Rotated together: ``points`` (x, y), the ``origins`` and ``directions`` of ``rays`` and
+    ``missing_rays``, the ``points`` of ``feature_targets`` (features are attached to points
+    and do not change), and the ego path (positions and headings). The yaw is recorded as ``yaw_aug`` so that the
     augmented reference frame is ``rot_z(yaw_aug) @ ref``.
 
     Args:
@@ -40,10 +41,14 @@ class RandomYawRotation(BaseTransform):
             return results
         if 'points' in results:
             results['points'] = rotate_xy(results['points'], yaw)
-        if 'rays' in results:
-            rays = results['rays']
-            rays['origins'] = rotate_xy(rays['origins'], yaw)
-            rays['directions'] = rotate_xy(rays['directions'], yaw)
+        for key in ('rays', 'missing_rays'):
+            if key in results:
+                rays = results[key]
+                rays['origins'] = rotate_xy(rays['origins'], yaw)
+                rays['directions'] = rotate_xy(rays['directions'], yaw)
+        if 'feature_targets' in results:
+            targets = results['feature_targets']
+            targets['points'] = rotate_xy(targets['points'], yaw)
         if 'ego_path' in results:
             path = results['ego_path']
             path['xy'] = rotate_xy(path['xy'], yaw)

@@ -1,0 +1,35 @@
+# AV2 occupancy pre-training data (SPEC section 3). Sample timing (5 past sweeps, 3 s horizon)
+# is fixed when the info files are made by tools/create_data.py.
+dataset_type = 'AV2OccDataset'
+data_root = 'data/av2/'
+info_dir = 'infos/'
+max_rays_per_sweep = 8192
+
+train_pipeline = [
+    dict(type='LoadPastSweeps'),
+    dict(type='LoadFutureRays', max_rays_per_sweep=max_rays_per_sweep),
+    dict(type='LoadFutureEgoPath'),
+    dict(type='PackGASPInputs'),
+]
+val_pipeline = train_pipeline
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 ann_file=info_dir + 'av2_occ_infos_train.pkl', pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 ann_file=info_dir + 'av2_occ_infos_val.pkl', pipeline=val_pipeline,
+                 test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='OccupancyFieldMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,3 @@
+from .gasp_data_preprocessor import GASPDataPreprocessor
+
+__all__ = ['GASPDataPreprocessor']

@@ -1,0 +1,136 @@
+"""Batch GASP samples on the training device: voxelize inputs, sample labelled queries."""
+from typing import List, Optional, Sequence
+
+import torch
+from mmdet3d.registry import MODELS, TASK_UTILS
+from mmengine.model import BaseDataPreprocessor
+from mmengine.structures import BaseDataElement
+
+from gasp_ops import bev_voxelize
+
+
+@MODELS.register_module()
+class GASPDataPreprocessor(BaseDataPreprocessor):
+    """Moves a batch to the device, builds the BEV input grid and the query sets.
+
+    Produces ``inputs`` with:
+        ``points``: list of (N_i, 5) past points (x, y, z, intensity, t_rel_s), reference frame;
+        ``bev``: (B, T * Z, H, W) binary occupancy, channel ``t * Z + iz`` (see
+            :func:`gasp_ops.bev_voxelize`), when ``bev_input`` is True;
+        ``voxels``: dict(voxels, num_points, coors) from mmcv's ``Voxelization`` when a
+            ``voxel_layer`` is given (for mmdet3d voxel encoders such as PointPillars);
+        ``targets``: per head a dict ``queries`` (B, Q, 4) x, y, z, t and ``labels``
+            ((B, Q) for occupancy / ego, (B, Q, D) for features).
+
+    Args:
+        point_cloud_range: (x_min, y_min, z_min, x_max, y_max, z_max) of the BEV grid (m).
+        voxel_size: (x, y, z) cell size of the BEV grid (m).
+        num_past_sweeps: number of input sweeps (time slots).
+        past_interval_s: spacing of input sweeps; a point at ``t_rel_s`` goes to slot
+            ``num_past_sweeps - 1 + round(t_rel_s / past_interval_s)``.
+        occupancy_sampler: config of an :class:`OccupancyQuerySampler` (None: no occupancy).
+        ego_sampler: config of an :class:`EgoQuerySampler` (None: no ego targets).
+        num_feature_queries: feature targets drawn per sample (0: no feature targets).
+        bev_input: build the dense ``bev`` grid (needed by BEVResNetFPN).
+        voxel_layer: kwargs of ``mmcv.ops.Voxelization`` for mmdet3d voxel encoders.
+    """
+
+    def __init__(self,
+                 point_cloud_range: Sequence[float] = (-70.0, -70.0, -4.5, 70.0, 70.0, 4.5),
+                 voxel_size: Sequence[float] = (0.2, 0.2, 0.2),
+                 num_past_sweeps: int = 5,
+                 past_interval_s: float = 0.2,
+                 occupancy_sampler: Optional[dict] = dict(type='OccupancyQuerySampler'),
+                 ego_sampler: Optional[dict] = None,
+                 num_feature_queries: int = 0,
+                 bev_input: bool = True,
+                 voxel_layer: Optional[dict] = None,
+                 non_blocking: bool = False):
+        super().__init__(non_blocking=non_blocking)
+        self.point_cloud_range = tuple(point_cloud_range)
+        self.voxel_size = tuple(voxel_size)
+        self.num_past_sweeps = num_past_sweeps
+        self.past_interval_s = past_interval_s
+        self.occupancy_sampler = (TASK_UTILS.build(occupancy_sampler)
+                                  if occupancy_sampler else None)
+        self.ego_sampler = TASK_UTILS.build(ego_sampler) if ego_sampler else None
+        self.num_feature_queries = num_feature_queries
+        self.bev_input = bev_input
+        self.voxel_layer = None
+        if voxel_layer is not None:
+            from mmcv.ops import Voxelization
+            self.voxel_layer = Voxelization(**voxel_layer)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        points: List[torch.Tensor] = data['inputs']['points']
+        samples: List[BaseDataElement] = data['data_samples']
+        inputs = dict(points=points)
+        if self.bev_input:
+            inputs['bev'] = self.voxelize_bev(points)
+        if self.voxel_layer is not None:
+            inputs['voxels'] = self.voxelize_hard(points)
+        inputs['targets'] = self.sample_targets(samples)
+        return dict(inputs=inputs, data_samples=samples)
+
+    def time_slots(self, t_rel_s: torch.Tensor) -> torch.Tensor:
+        """(N,) input time slot of each point from its relative time (s)."""
+        return (self.num_past_sweeps - 1 + torch.round(t_rel_s / self.past_interval_s)).long()
+
+    def voxelize_bev(self, points: List[torch.Tensor]) -> torch.Tensor:
+        flat = torch.cat(points)
+        batch_idx = torch.cat([
+            torch.full((len(p), ), i, dtype=torch.long, device=flat.device)
+            for i, p in enumerate(points)
+        ])
+        return bev_voxelize(flat, batch_idx, self.time_slots(flat[:, 4]), len(points),
+                            self.num_past_sweeps, self.point_cloud_range, self.voxel_size)
+
+    @torch.no_grad()
+    def voxelize_hard(self, points: List[torch.Tensor]) -> dict:
+        """mmdet3d-style hard voxelization: voxels (M, P, 5), num_points (M,), coors (M, 4)
+        with columns (batch, z, y, x)."""
+        voxels, coors, num_points = [], [], []
+        for i, pts in enumerate(points):
+            v, c, n = self.voxel_layer(pts)
+            voxels.append(v)
+            coors.append(torch.nn.functional.pad(c, (1, 0), value=i))
+            num_points.append(n)
+        return dict(voxels=torch.cat(voxels), coors=torch.cat(coors),
+                    num_points=torch.cat(num_points))
+
+    def sample_targets(self, samples: List[BaseDataElement]) -> dict:
+        targets = {}
+        if self.occupancy_sampler is not None and all('rays' in s for s in samples):
+            pairs = [
+                self.occupancy_sampler(s.rays.to_dict(),
+                                       missing_rays=(s.missing_rays.to_dict()
+                                                     if 'missing_rays' in s else None))
+                for s in samples
+            ]
+            targets['occupancy'] = self._stack(pairs)
+        if self.ego_sampler is not None and all('ego_path' in s for s in samples):
+            pairs = [self.ego_sampler(s.ego_path.to_dict(), s.ego_footprint) for s in samples]
+            targets['ego'] = self._stack(pairs)
+        if self.num_feature_queries and all('feature_targets' in s for s in samples):
+            targets['feature'] = self._stack(
+                [self._feature_queries(s.feature_targets) for s in samples])
+        return targets
+
+    def _feature_queries(self, feature_targets: BaseDataElement):
+        """Draw ``num_feature_queries`` projected points (with replacement) and their
+        features: queries (Q, 4) x, y, z, t; labels (Q, D) float32."""
+        count = feature_targets.points.shape[0]
+        if count == 0:
+            raise ValueError('GASPDataPreprocessor: a sample has no feature targets '
+                             '(no future lidar point projects into a camera)')
+        pick = torch.randint(count, (self.num_feature_queries, ),
+                             device=feature_targets.points.device)
+        queries = torch.cat([feature_targets.points[pick], feature_targets.times_s[pick, None]],
+                            dim=1)
+        return queries.float(), feature_targets.features[pick].float()
+
+    @staticmethod
+    def _stack(pairs):
+        return dict(queries=torch.stack([q for q, _ in pairs]),
+                    labels=torch.stack([lab for _, lab in pairs]))

@@ -1,0 +1,148 @@
+"""GASP (and UnO): a BEV encoder plus an implicit field queried at future space-time points."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmdet3d.registry import MODELS
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+
+
+@MODELS.register_module()
+class GASP(BaseModel):
+    """Self-supervised pre-training of a BEV encoder with an implicit 4D field.
+
+    The encoder is either GASP's own dense BEV CNN (``backbone`` reading ``inputs['bev']``)
+    or any mmdet3d chain ``voxel_encoder`` -> ``middle_encoder`` -> ``backbone`` -> ``neck``
+    (reading ``inputs['voxels']``). The decoder answers queries (x, y, z, t) with one head
+    per target: ``occupancy`` (UnO's and GASP's), ``ego`` and ``feature`` (GASP's).
+    UnO is this model with an occupancy head only.
+
+    Args:
+        backbone: BEV backbone config.
+        decoder: :class:`ImplicitOccupancyDecoder` config; its ``heads`` name the targets.
+        losses: head name -> loss config. A head is trained when the batch has its targets.
+        voxel_encoder, middle_encoder, neck: optional mmdet3d parts before/after the backbone.
+        data_preprocessor: :class:`GASPDataPreprocessor` config.
+        decoder_chunk: queries evaluated per decoder call (bounds memory; 0 = all at once).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 decoder: dict,
+                 losses: Dict[str, dict],
+                 voxel_encoder: Optional[dict] = None,
+                 middle_encoder: Optional[dict] = None,
+                 neck: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 decoder_chunk: int = 0,
+                 init_cfg=None):
+        if isinstance(data_preprocessor, dict):  # from mmdet3d's registry, whatever the scope
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.voxel_encoder = MODELS.build(voxel_encoder) if voxel_encoder else None
+        self.middle_encoder = MODELS.build(middle_encoder) if middle_encoder else None
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck) if neck else None
+        self.decoder = MODELS.build(decoder)
+        unknown = set(losses) - set(self.decoder.head_sizes)
+        if unknown:
+            raise ValueError(f'GASP: losses for {sorted(unknown)} but the decoder has only '
+                             f'heads {sorted(self.decoder.head_sizes)}')
+        self.losses = torch.nn.ModuleDict({k: MODELS.build(v) for k, v in losses.items()})
+        self.decoder_chunk = decoder_chunk
+
+    @property
+    def heads(self) -> List[str]:
+        return list(self.decoder.head_sizes)
+
+    def extract_bev(self, inputs: dict) -> torch.Tensor:
+        """(B, C, H', W') BEV feature map over the decoder's ``point_cloud_range``."""
+        if self.voxel_encoder is not None:
+            voxels = inputs['voxels']
+            feats = self.voxel_encoder(voxels['voxels'], voxels['num_points'], voxels['coors'])
+            batch_size = len(inputs['points'])
+            x = self.middle_encoder(feats, voxels['coors'], batch_size)
+        else:
+            x = inputs['bev']
+        x = self.backbone(x)
+        if self.neck is not None:
+            x = self.neck(x)
+        return x[0] if isinstance(x, (list, tuple)) else x
+
+    def query(self, bev: torch.Tensor, queries: torch.Tensor, head: str) -> torch.Tensor:
+        """Evaluate ``head`` at (B, Q, 4) queries, in chunks of ``decoder_chunk``."""
+        if not self.decoder_chunk or queries.shape[1] <= self.decoder_chunk:
+            return self.decoder(bev, queries, head=head)
+        return torch.cat([
+            self.decoder(bev, chunk, head=head)
+            for chunk in queries.split(self.decoder_chunk, dim=1)
+        ], dim=1)
+
+    def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
+        bev = self.extract_bev(inputs)
+        targets = inputs['targets']
+        losses = {}
+        for head, loss_fn in self.losses.items():
+            if head not in targets:
+                continue
+            pred = self.query(bev, targets[head]['queries'], head)
+            losses[f'loss_{head}'] = loss_fn(pred.float(), targets[head]['labels'])
+        if not losses:
+            raise ValueError(f'GASP.loss: the batch has targets for {sorted(targets)}, none of '
+                             f'which has a loss (configured: {sorted(self.losses)})')
+        return losses
+
+    def predict(self, inputs: dict, data_samples: Sequence[BaseDataElement]) -> list:
+        """Answer every query set of the batch; optionally render dense BEV fields.
+
+        Each returned data sample gains ``pred_<head>`` (Q,) logits / (Q, D) features and
+        ``gt_<head>`` labels for every head with targets. When a sample's metainfo has
+        ``render_times_s`` (and optionally ``render_z``), ``bev_<head>`` holds (T, H', W')
+        logits at the BEV feature cell centres for each time (``occupancy`` and ``ego``).
+        """
+        bev = self.extract_bev(inputs)
+        for head, target in inputs['targets'].items():
+            if head not in self.heads:
+                continue
+            pred = self.query(bev, target['queries'], head).float()
+            for i, sample in enumerate(data_samples):
+                sample.set_field(pred[i], f'pred_{head}')
+                sample.set_field(target['labels'][i], f'gt_{head}')
+        for i, sample in enumerate(data_samples):
+            times = sample.metainfo.get('render_times_s')
+            if times is not None:
+                for head in ('occupancy', 'ego'):
+                    if head in self.heads:
+                        sample.set_field(
+                            self.render_bev(bev[i:i + 1], head, times,
+                                            sample.metainfo.get('render_z', 0.0)), f'bev_{head}')
+        return list(data_samples)
+
+    @torch.no_grad()
+    def render_bev(self, bev: torch.Tensor, head: str, times_s: Sequence[float],
+                   z: float = 0.0) -> torch.Tensor:
+        """Dense (T, H', W') logits of ``head`` at the centres of the BEV feature cells, at
+        height ``z`` (m) and each time in ``times_s`` (s)."""
+        x0, y0, _, x1, y1, _ = self.decoder.point_cloud_range
+        height, width = bev.shape[-2:]
+        ys = y0 + (torch.arange(height, device=bev.device) + 0.5) * (y1 - y0) / height
+        xs = x0 + (torch.arange(width, device=bev.device) + 0.5) * (x1 - x0) / width
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
+        out = []
+        for t in times_s:
+            queries = torch.stack([grid_x, grid_y, torch.full_like(grid_x, z),
+                                   torch.full_like(grid_x, float(t))], dim=-1).view(1, -1, 4)
+            out.append(self.query(bev, queries, head).view(height, width))
+        return torch.stack(out)
+
+    def forward(self,
+                inputs: dict,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], list, torch.Tensor]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_bev(inputs)
+        raise ValueError(f'GASP.forward: unknown mode {mode!r} (loss, predict or tensor)')
