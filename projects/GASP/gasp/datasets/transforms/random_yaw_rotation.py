@@ -21,8 +21,8 @@ class RandomYawRotation(BaseTransform):
 
     Rotated together: ``points`` (x, y), the ``origins`` and ``directions`` of ``rays`` and
     ``missing_rays``, the ``points`` of ``feature_targets`` (features are attached to points
-    and do not change), and the ego path (positions and headings). The yaw is recorded as ``yaw_aug`` so that the
-    augmented reference frame is ``rot_z(yaw_aug) @ ref``.
+    and do not change), and the ego path (positions and headings). The yaw is recorded as
+    ``yaw_aug`` so that the augmented reference frame is ``rot_z(yaw_aug) @ ref``.
 
     Args:
         yaw_range: (low, high) in radians; uniform (default: full circle).
