@@ -2,7 +2,7 @@
 import os.path as osp
 from typing import List
 
-from mmdet3d.registry import DATASETS
+from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
 
@@ -32,8 +32,9 @@ class AV2OccDataset(BaseDataset):
                  **kwargs):
         self.max_samples = max_samples
         self.logs = {}
-        super().__init__(ann_file=ann_file, data_root=data_root, pipeline=list(pipeline),
-                         **kwargs)
+        # Built from mmdet3d's registry, so the dataset works whatever the default scope.
+        pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
+        super().__init__(ann_file=ann_file, data_root=data_root, pipeline=pipeline, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         if not osp.isfile(self.ann_file):
