@@ -5,6 +5,6 @@ from .version import __version__
 
 compat.apply_fixes()
 
-from . import datasets, models  # noqa: E402  (registers after the stack is fixed)
+from . import datasets, engine, evaluation, models  # noqa: E402  (registers after the fixes)
 
-__all__ = ['__version__', 'compat', 'datasets', 'models']
+__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models']

@@ -95,10 +95,11 @@ class GASP(BaseModel):
     def predict(self, inputs: dict, data_samples: Sequence[BaseDataElement]) -> list:
         """Answer every query set of the batch; optionally render dense BEV fields.
 
-        Each returned data sample gains ``pred_<head>`` (Q,) logits / (Q, D) features and
-        ``gt_<head>`` labels for every head with targets. When a sample's metainfo has
-        ``render_times_s`` (and optionally ``render_z``), ``bev_<head>`` holds (T, H', W')
-        logits at the BEV feature cell centres for each time (``occupancy`` and ``ego``).
+        Each returned data sample gains ``pred_<head>`` (Q,) logits / (Q, D) features,
+        ``gt_<head>`` labels and ``queries_<head>`` (Q, 4) for every head with targets.
+        When a sample's metainfo has ``render_times_s`` (and optionally ``render_z``),
+        ``bev_<head>`` holds (T, H', W') logits at the BEV feature cell centres for each
+        time (``occupancy`` and ``ego``).
         """
         bev = self.extract_bev(inputs)
         for head, target in inputs['targets'].items():
@@ -108,6 +109,7 @@ class GASP(BaseModel):
             for i, sample in enumerate(data_samples):
                 sample.set_field(pred[i], f'pred_{head}')
                 sample.set_field(target['labels'][i], f'gt_{head}')
+                sample.set_field(target['queries'][i], f'queries_{head}')
         for i, sample in enumerate(data_samples):
             times = sample.metainfo.get('render_times_s')
             if times is not None:
