@@ -38,11 +38,14 @@ model = dict(
         occupancy_sampler=dict(num_queries=8192),
         ego_sampler=dict(num_queries=2048, band_width=4.0,
                          region_xy=point_cloud_range[:2] + point_cloud_range[3:5]),
-        num_feature_queries=2048),
+        num_feature_queries=0),
     backbone=dict(in_channels=num_past_sweeps * 9, stem_channels=(16, 32),
                   stage_channels=(32, 64, 64), stage_blocks=(1, 1, 1), out_channels=bev_channels),
     decoder=dict(in_channels=bev_channels, point_cloud_range=point_cloud_range,
-                 time_range=[0.0, future_horizon_s], hidden_channels=64, num_res_blocks=2),
+                 time_range=[0.0, future_horizon_s], hidden_channels=64, num_res_blocks=2,
+                 heads=dict(_delete_=True, occupancy=1, ego=1)),
+    losses=dict(_delete_=True, occupancy=dict(type='OccupancyBCELoss'),
+                ego=dict(type='OccupancyBCELoss')),
     decoder_chunk=0)
 
 max_iters = 300

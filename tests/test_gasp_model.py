@@ -143,3 +143,13 @@ def test_losses_for_missing_heads_are_rejected():
     cfg['losses']['ego'] = dict(type='OccupancyBCELoss')
     with pytest.raises(ValueError, match='ego'):
         MODELS.build(cfg)
+
+
+def test_a_head_without_targets_is_an_error():
+    model = MODELS.build(small_model_cfg())
+    data = batch()
+    for sample in data['data_samples']:
+        del sample.feature_targets
+    data = model.data_preprocessor(data, training=True)
+    with pytest.raises(ValueError, match=r"no targets for head\(s\) \['feature'\]"):
+        model(**data, mode='loss')

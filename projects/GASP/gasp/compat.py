@@ -98,10 +98,37 @@ def fix_mmcv_cpu_dynamic_scatter() -> None:
     mmcv.ops.dynamic_scatter = dynamic_scatter
 
 
+def fix_mmengine_cpu_launcher() -> None:
+    """Let ``launcher='pytorch'`` start CPU processes (gloo) on a machine without GPUs.
+
+    Upstream problem: mmengine 0.10.7 (``mmengine.dist.utils._init_dist_pytorch``) calls
+    ``torch.cuda.set_device(local_rank)`` before ``init_process_group`` whatever the
+    backend, which raises without an NVIDIA driver. Without CUDA the process group is now
+    initialised directly; asking for NCCL there is an error that says what to use instead.
+    """
+    from mmengine.dist import utils as dist_utils
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, 'gasp_fixed', False):
+        return
+
+    def init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
+        if torch.cuda.is_available():
+            return original(backend, init_backend=init_backend, **kwargs)
+        if backend == 'nccl':
+            raise RuntimeError('NCCL needs GPUs and none is visible: set '
+                               "env_cfg.dist_cfg.backend='gloo' (tools/train.py does this "
+                               'when it finds no GPU).')
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    init_dist_pytorch.gasp_fixed = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
 FIXES = {
     'mmengine_weights_only_resume': allow_mmengine_checkpoints,
     'spconv_cpu_backward': fix_spconv_cpu_backward,
     'mmcv_cpu_dynamic_scatter': fix_mmcv_cpu_dynamic_scatter,
+    'mmengine_cpu_launcher': fix_mmengine_cpu_launcher,
 }
 
 

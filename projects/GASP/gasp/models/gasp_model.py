@@ -20,7 +20,7 @@ class GASP(BaseModel):
     Args:
         backbone: BEV backbone config.
         decoder: :class:`ImplicitOccupancyDecoder` config; its ``heads`` name the targets.
-        losses: head name -> loss config. A head is trained when the batch has its targets.
+        losses: head name -> loss config; every batch must bring targets for each.
         voxel_encoder, middle_encoder, neck: optional mmdet3d parts before/after the backbone.
         data_preprocessor: :class:`GASPDataPreprocessor` config.
         decoder_chunk: queries evaluated per decoder call (bounds memory; 0 = all at once).
@@ -81,15 +81,17 @@ class GASP(BaseModel):
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         bev = self.extract_bev(inputs)
         targets = inputs['targets']
+        missing = sorted(set(self.losses) - set(targets))
+        if missing:
+            raise ValueError(
+                f'GASP.loss: the batch has no targets for head(s) {missing}. Give the data '
+                'preprocessor a sampler for them (ego_sampler, num_feature_queries) and the '
+                'pipeline their loader (LoadFutureEgoPath, LoadFeatureTargets), or remove the '
+                'head from model.decoder.heads and model.losses.')
         losses = {}
         for head, loss_fn in self.losses.items():
-            if head not in targets:
-                continue
             pred = self.query(bev, targets[head]['queries'], head)
             losses[f'loss_{head}'] = loss_fn(pred.float(), targets[head]['labels'])
-        if not losses:
-            raise ValueError(f'GASP.loss: the batch has targets for {sorted(targets)}, none of '
-                             f'which has a loss (configured: {sorted(self.losses)})')
         return losses
 
     def predict(self, inputs: dict, data_samples: Sequence[BaseDataElement]) -> list:
