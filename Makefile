@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install lint test format
+.PHONY: install lint test demo format
+DEMO_ARGS ?=
 
 install:
 	bash tools/install_env.sh
@@ -14,6 +15,11 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job on the embedded default: synthetic AV2 world -> infos -> GASP pre-training on
+# CPU -> evaluation before/after -> PNGs in work_dirs/demo/.
+demo: install
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 format: install
 	$(PY) -m isort projects gasp_ops configs tools tests
