@@ -5,6 +5,6 @@ from .version import __version__
 
 compat.apply_fixes()
 
-from . import datasets, engine, evaluation, models  # noqa: E402  (registers after the fixes)
+from . import datasets, engine, evaluation, models, targets  # noqa: E402  (after the fixes)
 
-__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models']
+__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models', 'targets']

@@ -52,7 +52,7 @@ class SampleTiming:
         return self.future_interval_s * np.arange(1, count + 1)
 
 
-def _match(sorted_ns: np.ndarray, wanted_ns: np.ndarray, tolerance_ns: int):
+def match_nearest(sorted_ns: np.ndarray, wanted_ns: np.ndarray, tolerance_ns: int):
     """Index of the nearest entry of ``sorted_ns`` for each wanted time, -1 if too far."""
     right = np.clip(np.searchsorted(sorted_ns, wanted_ns), 1, len(sorted_ns) - 1)
     left = right - 1
@@ -115,7 +115,7 @@ def log_samples(log_dir: Path, root: Path, split: str,
     tol_ns = int(timing.max_time_error_s * NS_PER_S)
     offsets_ns = np.round(np.concatenate([timing.past_offsets_s(), timing.future_offsets_s()]) *
                           NS_PER_S).astype(np.int64)
-    matched = _match(lidar_ns, lidar_ns[:, None] + offsets_ns[None], tol_ns)  # (T, P + F)
+    matched = match_nearest(lidar_ns, lidar_ns[:, None] + offsets_ns[None], tol_ns)  # (T, P + F)
     valid = np.flatnonzero((matched >= 0).all(1))[::timing.sample_stride]
     if len(valid) == 0:
         return None, [], (f'log {log_dir.name} ({split}): no reference sweep has all past '
@@ -144,7 +144,7 @@ def log_samples(log_dir: Path, root: Path, split: str,
     for camera in RING_CAMERAS:
         stamps = list_camera_timestamps(log_dir, camera)
         wanted = lidar_ns[future_idx]
-        pick = (_match(stamps, wanted, int(timing.camera_max_offset_s * NS_PER_S))
+        pick = (match_nearest(stamps, wanted, int(timing.camera_max_offset_s * NS_PER_S))
                 if len(stamps) else np.full(wanted.shape, -1))
         if (pick < 0).any():
             s, f = np.argwhere(pick < 0)[0]
@@ -175,7 +175,8 @@ def log_samples(log_dir: Path, root: Path, split: str,
     return table, samples, ''
 
 
-def _split_logs(root: Path, split: str) -> List[Path]:
+def split_logs(root: Path, split: str) -> List[Path]:
+    """Log folders (with lidar sweeps) of ``<root>/sensor/<split>``, sorted; [] if absent."""
     split_dir = root / 'sensor' / split
     if not split_dir.is_dir():
         return []
@@ -225,7 +226,7 @@ def create_av2_infos(root_path: str,
     root = Path(root_path).resolve()
     written = {}
     for split in splits:
-        logs = _split_logs(root, split)
+        logs = split_logs(root, split)
         if not logs:
             print(f'[create_data] no logs under {root / "sensor" / split}; split skipped')
             continue

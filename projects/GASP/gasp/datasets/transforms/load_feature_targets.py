@@ -1,0 +1,95 @@
+"""Load the cached DINO feature targets of a sample's future sweeps."""
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+from ...geometry import transform_points
+from ...targets.cache_manifest import check_settings, read_manifest
+from ...targets.feature_cache import (FEATURES_KIND, FEATURES_VERSION, MAKE_FEATURES,
+                                      read_sweep_features)
+from ..av2_io import lidar_path, read_sweep
+from ..errors import AV2DataError
+from ..log_frames import log_dir_of, ref_from_ego_at
+from .load_past_sweeps import NS_PER_S
+
+
+@TRANSFORMS.register_module()
+class LoadFeatureTargets(BaseTransform):
+    """Feature targets from the cache of ``tools/extract_dino_features.py``.
+
+    For every future sweep, the cached rows (``point_index`` into the sweep file) are read
+    from the sweep and moved to the reference frame with ``ref_from_ego_t``.
+
+    Adds ``feature_targets``, a dict of arrays over P points:
+        ``points`` (P, 3) float32, reference frame (m);
+        ``times_s`` (P,) float32, sweep time minus reference time (> 0);
+        ``features`` (P, D) float16.
+
+    Args:
+        cache_dir: the feature cache folder.
+        backbone, feature_dim, image_short_side, weights_sha256, reduction: expected cache
+            settings (see :mod:`gasp.targets.feature_cache`); each one given must match the
+            cache manifest, so that a model is never trained on other features than
+            configured. None: not checked.
+        max_points_per_sweep: keep a random subset of this many points per sweep.
+
+    Raises:
+        AV2DataError: the cache is absent or was made with other settings, or a sweep's file
+            is missing.
+    """
+
+    def __init__(self,
+                 cache_dir: str,
+                 backbone: Optional[str] = None,
+                 feature_dim: Optional[int] = None,
+                 image_short_side: Optional[int] = None,
+                 weights_sha256: Optional[str] = None,
+                 reduction: Optional[str] = None,
+                 max_points_per_sweep: Optional[int] = None):
+        self.cache_dir = cache_dir
+        self.expected = dict(backbone=backbone, feature_dim=feature_dim,
+                             image_short_side=image_short_side, weights_sha256=weights_sha256,
+                             reduction=reduction, version=FEATURES_VERSION)
+        self.max_points_per_sweep = max_points_per_sweep
+        self._cache_id = None
+
+    def _check_cache(self) -> str:
+        if self._cache_id is None:
+            manifest = read_manifest(self.cache_dir, 'DINO feature', MAKE_FEATURES)
+            if manifest.get('kind') != FEATURES_KIND:
+                raise AV2DataError(f'not a DINO feature cache (kind {manifest.get("kind")!r})',
+                                   path=self.cache_dir, fix='fix cache_dir in the config.')
+            check_settings(manifest, self.expected, self.cache_dir, MAKE_FEATURES)
+            self._cache_id = manifest['cache_id']
+        return self._cache_id
+
+    def transform(self, results: dict) -> dict:
+        cache_id = self._check_cache()
+        log, log_dir = results['log'], log_dir_of(results)
+        stamps = results['future_timestamps_ns']
+        ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
+        out = {k: [] for k in ('points', 'times_s', 'features')}
+        for k, stamp in enumerate(stamps):
+            cached = read_sweep_features(self.cache_dir, log['log_id'], stamp, cache_id)
+            path = lidar_path(log_dir, stamp)
+            sweep = read_sweep(path, log['log_id'])
+            rows = cached['point_index']
+            if len(rows) and rows.max() >= len(sweep['xyz_ego']):
+                raise AV2DataError(
+                    f'cached point index {int(rows.max())} but the sweep has '
+                    f'{len(sweep["xyz_ego"])} points (the sweep file changed)',
+                    log_id=log['log_id'], path=str(path), timestamp_ns=int(stamp),
+                    fix=f'rebuild the feature cache with `{MAKE_FEATURES}`.')
+            keep = np.arange(len(rows))
+            if self.max_points_per_sweep is not None and len(keep) > self.max_points_per_sweep:
+                keep = np.sort(np.random.choice(keep, self.max_points_per_sweep, replace=False))
+            points_ref = transform_points(ref_from_ego[k],
+                                          sweep['xyz_ego'][rows[keep]].astype(np.float64))
+            out['points'].append(points_ref.astype(np.float32))
+            out['times_s'].append(
+                np.full(len(keep), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
+            out['features'].append(cached['features'][keep].astype(np.float16))
+        results['feature_targets'] = {k: np.concatenate(v) for k, v in out.items()}
+        return results

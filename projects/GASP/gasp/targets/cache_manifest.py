@@ -1,0 +1,79 @@
+"""The manifest of a target cache: what made it, checked before any cached file is used.
+
+``<cache_dir>/manifest.json`` holds the settings that change the cached values (backbone,
+weights hash, image size, reduction, ...). Every per-sweep file stores the manifest's
+``cache_id`` (a hash of those settings), so a file left from another run is refused too.
+"""
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..datasets.errors import AV2DataError
+from .atomic_io import save_json_atomic
+
+MANIFEST_NAME = 'manifest.json'
+
+
+def cache_id_of(settings: dict) -> str:
+    """Short stable hash of the settings (sorted JSON)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_manifest(cache_dir, what: str, make_it: str) -> dict:
+    """Read ``<cache_dir>/manifest.json``.
+
+    Args:
+        cache_dir: the cache folder.
+        what: the cache kind for messages ('DINO feature', 'missing-ray').
+        make_it: the command that creates the cache (named in the error).
+
+    Raises:
+        AV2DataError: no manifest (the cache was never made, or the path is wrong).
+    """
+    path = Path(cache_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise AV2DataError(f'no {what} cache manifest', path=str(path),
+                           fix=f'create the cache with `{make_it}`, or fix the cache_dir in '
+                           'the config.')
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_settings(manifest: dict, expected: Optional[dict], cache_dir, make_it: str) -> None:
+    """Refuse a cache whose settings differ from the expected ones (keys of ``expected``
+    only; None values are not checked).
+
+    Raises:
+        AV2DataError: listing every differing setting and the command to rebuild.
+    """
+    settings = manifest.get('settings', {})
+    wrong = {k: (settings.get(k), v) for k, v in (expected or {}).items()
+             if v is not None and settings.get(k) != v}
+    if wrong:
+        listed = '; '.join(f'{k}: cache has {have!r}, config wants {want!r}'
+                           for k, (have, want) in sorted(wrong.items()))
+        raise AV2DataError(f'the cache was made with other settings ({listed})',
+                           path=str(Path(cache_dir) / MANIFEST_NAME),
+                           fix=f'point the config at a matching cache, or rebuild this one with '
+                           f'`{make_it}` (use a new --output-dir).')
+
+
+def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) -> str:
+    """Start or resume a cache: write the manifest, or check that an existing one has the
+    same settings (resuming with other settings would mix two caches).
+
+    Returns:
+        The cache id.
+    """
+    path = Path(cache_dir) / MANIFEST_NAME
+    cache_id = cache_id_of(settings)
+    if path.is_file():
+        existing = read_manifest(cache_dir, kind, make_it)
+        if existing.get('cache_id') != cache_id:
+            check_settings(existing, settings, cache_dir, make_it)
+            raise AV2DataError('the cache manifest does not match these settings',
+                               path=str(path), fix='use a new --output-dir.')
+        return cache_id
+    save_json_atomic(path, dict(kind=kind, cache_id=cache_id, settings=settings))
+    return cache_id
