@@ -29,8 +29,15 @@ train_dataloader = dict(batch_size=1, num_workers=0, dataset=dict(
 val_dataloader = dict(num_workers=0, dataset=dict(
     data_root={root!r}, ann_file={val_info!r}, max_samples=2))
 test_dataloader = val_dataloader
+_pipeline = [dict(type='LoadPastSweeps'), dict(type='LoadFutureRays', max_rays_per_sweep=512),
+             dict(type='LoadFutureEgoPath'), dict(type='PackGASPInputs')]
+train_dataloader.update(dataset=dict(pipeline=_pipeline))  # no target caches here
+val_dataloader['dataset'].update(pipeline=_pipeline)
 model = dict(data_preprocessor=dict(occupancy_sampler=dict(num_queries=1024),
-                                    ego_sampler=dict(num_queries=256)))
+                                    ego_sampler=dict(num_queries=256), num_feature_queries=0),
+             decoder=dict(heads=dict(_delete_=True, occupancy=1, ego=1)),
+             losses=dict(_delete_=True, occupancy=dict(type='OccupancyBCELoss'),
+                         ego=dict(type='OccupancyBCELoss')))
 train_cfg = dict(max_iters=4, val_interval=100)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False))

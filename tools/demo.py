@@ -1,8 +1,8 @@
-"""The one-command demo: synthetic AV2 world -> info files -> GASP pre-training on CPU ->
-evaluation before/after -> PNG pictures of the learned fields.
+"""The one-command demo: synthetic AV2 world -> info files -> missing-ray and DINOv2 feature
+targets -> GASP pre-training on CPU -> evaluation before/after -> PNG pictures of the fields.
 
     python tools/demo.py [--data-root data/av2_synthetic] [--work-dir work_dirs/demo]
-        [--max-iters 150]
+        [--max-iters 150] [--dino-weights dinov2_vits14_pretrain.pth]
 
 Every step reuses what an earlier run built (the world, the info files).
 """
@@ -26,6 +26,8 @@ def parse_args():
     parser.add_argument('--preset', default='demo', help='synthetic world preset')
     parser.add_argument('--max-iters', type=int, default=None, help='override the config')
     parser.add_argument('--workers', type=int, default=2, help='processes for the world')
+    parser.add_argument('--dino-weights', help='local official DINOv2 ViT-S/14 checkpoint; '
+                        'without it the feature targets come from a random ViT')
     return parser.parse_args()
 
 
@@ -39,14 +41,15 @@ def main():
     cfg = Config.fromfile(args.config)  # imports gasp through custom_imports
     from gasp.datasets import SampleTiming, create_av2_infos
     from gasp.synthetic import generate_world
+    from gasp.targets import extract_dino_features, extract_missing_rays
     root = Path(args.data_root)
     timings = {}
 
-    t = step(f'1/4 synthetic AV2 world ({args.preset} preset) in {root}')
+    t = step(f'1/5 synthetic AV2 world ({args.preset} preset) in {root}')
     generate_world(root, preset=args.preset, seed=0, workers=args.workers)
     timings['world_s'] = time.time() - t
 
-    t = step('2/4 info files')
+    t = step('2/5 info files')
     info_dir = root / 'infos'
     horizon = float(cfg.model.decoder.time_range[1])
     if not all((info_dir / f'av2_occ_infos_{s}.pkl').exists() for s in ('train', 'val')):
@@ -56,22 +59,42 @@ def main():
         print(f'reusing {info_dir}')
     timings['infos_s'] = time.time() - t
 
-    t = step('3/4 pre-training GASP on CPU (validation before and after)')
+    t = step('3/5 targets: missing lidar rays and DINOv2 features')
+    extract_missing_rays(str(root), str(root / 'missing_rays'), splits=['train', 'val'])
+    if args.dino_weights is None:
+        print('NOTE: no DINOv2 weights given (--dino-weights): the feature targets come from a '
+              'RANDOMLY INITIALISED ViT-S/14. The feature head learns to reproduce them, which '
+              'exercises the pipeline but carries no image semantics.')
+    extract_dino_features(str(root), str(root / 'features_dinov2_vits14'),
+                          weights=args.dino_weights, backbone='dinov2_vits14',
+                          info_files=[str(info_dir / f'av2_occ_infos_{s}.pkl')
+                                      for s in ('train', 'val')],
+                          image_short_side=112, device='cpu', batch_size=16)
+    timings['targets_s'] = time.time() - t
+
+    t = step('4/5 pre-training GASP on CPU (validation before and after)')
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(root) + '/'
+        for transform in cfg[loader].dataset.pipeline:
+            if transform.type == 'LoadMissingRays':
+                transform.cache_dir = str(root / 'missing_rays')
+            elif transform.type == 'LoadFeatureTargets':
+                transform.cache_dir = str(root / 'features_dinov2_vits14')
     cfg.work_dir = args.work_dir
     if args.max_iters:
         cfg.train_cfg.max_iters = args.max_iters
         cfg.default_hooks.checkpoint.interval = args.max_iters
         cfg.param_scheduler[-1].end = args.max_iters
-    # Validation runs once before training (ValidateAtStartHook) and once after, here.
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
+    # Validation runs before training (ValidateAtStartHook) and at its last iteration.
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters
     runner = Runner.from_cfg(cfg)
     runner.train()
     timings['train_s'] = time.time() - t
-    end = runner.val_loop.run()
+    hub = runner.message_hub
+    end = {k[len('val/'):]: hub.get_scalar(k).current() for k in hub.log_scalars
+           if k.startswith('val/field/')}
 
-    step('4/4 summary')
+    step('5/5 summary')
     start = {k[len('start/'):]: v for k, v in runner.message_hub.runtime_info.items()
              if k.startswith('start/')}
     print(f'{"metric":<28}{"initialised":>14}{"trained":>12}')
