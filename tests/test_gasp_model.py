@@ -153,3 +153,19 @@ def test_a_head_without_targets_is_an_error():
     data = model.data_preprocessor(data, training=True)
     with pytest.raises(ValueError, match=r"no targets for head\(s\) \['feature'\]"):
         model(**data, mode='loss')
+
+
+def test_missing_ray_negatives_lie_along_missing_rays():
+    sampler = TASK_UTILS.build(dict(type='OccupancyQuerySampler', num_queries=400,
+                                    missing_ray_fraction=0.5, missing_range=20.0))
+    rays = fake_sample(depth=10.0)['data_samples'].rays.to_dict()
+    missing = dict(origins=torch.tensor([[0., 0., 2.]]), directions=torch.tensor([[0., 1., 0.]]),
+                   times_s=torch.tensor([0.4]))
+    queries, labels = sampler(rays, missing_rays=missing)
+    from_missing = queries[300:]  # the last half of the negatives
+    assert (labels[300:] == 0).all()
+    torch.testing.assert_close(from_missing[:, [0, 2, 3]],
+                               torch.tensor([[0., 2., 0.4]]).expand(100, 3))
+    assert from_missing[:, 1].min() >= 0 and from_missing[:, 1].max() <= 20.0
+    with pytest.raises(ValueError, match='no missing rays'):
+        sampler(rays)

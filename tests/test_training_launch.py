@@ -24,16 +24,16 @@ def train_cfg(synthetic_av2_root, tmp_path_factory):
     train_info, val_info = (str(out / f'infos/av2_occ_infos_{s}.pkl') for s in ('train', 'val'))
     cfg.write_text(f"""
 _base_ = [{str(REPO / 'configs/gasp_synthetic_demo.py')!r}]
-train_dataloader = dict(batch_size=1, num_workers=0, dataset=dict(
-    data_root={root!r}, ann_file={train_info!r}))
-val_dataloader = dict(num_workers=0, dataset=dict(
-    data_root={root!r}, ann_file={val_info!r}, max_samples=2))
-test_dataloader = val_dataloader
+# No target caches here: occupancy and ego fields only.
 _pipeline = [dict(type='LoadPastSweeps'), dict(type='LoadFutureRays', max_rays_per_sweep=512),
              dict(type='LoadFutureEgoPath'), dict(type='PackGASPInputs')]
-train_dataloader.update(dataset=dict(pipeline=_pipeline))  # no target caches here
-val_dataloader['dataset'].update(pipeline=_pipeline)
-model = dict(data_preprocessor=dict(occupancy_sampler=dict(num_queries=1024),
+train_dataloader = dict(batch_size=1, num_workers=0, dataset=dict(
+    data_root={root!r}, ann_file={train_info!r}, pipeline=_pipeline))
+val_dataloader = dict(num_workers=0, dataset=dict(
+    data_root={root!r}, ann_file={val_info!r}, max_samples=2, pipeline=_pipeline))
+test_dataloader = val_dataloader
+model = dict(data_preprocessor=dict(occupancy_sampler=dict(num_queries=1024,
+                                                         missing_ray_fraction=0.0),
                                     ego_sampler=dict(num_queries=256), num_feature_queries=0),
              decoder=dict(heads=dict(_delete_=True, occupancy=1, ego=1)),
              losses=dict(_delete_=True, occupancy=dict(type='OccupancyBCELoss'),

@@ -38,4 +38,4 @@ class PoseInterpolator:
         offset`` expressed in the ego frame at the sweep timestamp (AV2's motion
         compensation target)."""
         city_from_sweep = self([sweep_ns])[0]
-        return invert(city_from_sweep)[None] @ self(sweep_ns + np.asarray(offsets_ns))
+        return invert(city_from_sweep)[None] @ self(sweep_ns + np.asarray(offsets_ns, dtype=np.int64))

@@ -57,6 +57,10 @@ class OccupancyQuerySampler:
         if num_rays == 0:
             raise ValueError('OccupancyQuerySampler: the sample has no future rays')
         half = self.num_queries // 2
+        if self.missing_ray_fraction > 0 and missing_rays is None:
+            raise ValueError('OccupancyQuerySampler: missing_ray_fraction='
+                             f'{self.missing_ray_fraction} but the sample has no missing rays; '
+                             'add LoadMissingRays to the pipeline or set the fraction to 0')
         num_missing = (int(round(half * self.missing_ray_fraction))
                        if missing_rays is not None and missing_rays['times_s'].numel() else 0)
 
