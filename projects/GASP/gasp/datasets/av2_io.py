@@ -9,6 +9,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 from av2.utils.io import read_feather
+from pyarrow import feather as pa_feather
 
 from ..geometry import pose_matrix
 from .errors import AV2DataError
@@ -101,6 +102,11 @@ def read_intrinsics(log_dir: Path) -> Dict[str, dict]:
 def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
     """Read one lidar sweep (ego frame at the sweep timestamp) and check it.
 
+    This is the data loader's hot path: the Arrow table is read memory-mapped and its
+    columns go straight to numpy (av2's ``read_feather`` builds a pandas frame first,
+    which costs more than the read); ``tests/test_av2_pipeline.py`` checks the result
+    against av2's ``Sweep.from_feather``.
+
     Returns:
         dict with ``xyz_ego`` (N, 3) float32, ``intensity`` (N,) uint8,
         ``laser_number`` (N,) uint8, ``offset_ns`` (N,) int32.
@@ -110,15 +116,30 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
             non-finite coordinates.
     """
     timestamp_ns = int(path.stem) if path.stem.isdigit() else None
-    table = _read_table(path, SWEEP_COLUMNS, log_id)
-    if len(table) == 0:
+    if not path.is_file():
+        raise AV2DataError('lidar sweep file is missing', log_id=log_id, path=str(path),
+                           timestamp_ns=timestamp_ns)
+    try:
+        table = pa_feather.read_table(path, memory_map=True)
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        raise AV2DataError(f'cannot read feather file ({type(err).__name__}: {err})',
+                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns) from err
+    missing = [c for c in SWEEP_COLUMNS if c not in table.column_names]
+    if missing:
+        raise AV2DataError(f'columns {missing} are missing (found {table.column_names})',
+                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
+    if table.num_rows == 0:
         raise AV2DataError('lidar sweep has no points', log_id=log_id, path=str(path),
                            timestamp_ns=timestamp_ns)
-    xyz = np.stack([table[c].to_numpy(np.float32) for c in 'xyz'], axis=1)
+
+    def column(name, dtype):
+        return table.column(name).to_numpy().astype(dtype, copy=False)
+
+    xyz = np.stack([column(c, np.float32) for c in 'xyz'], axis=1)
     if not np.isfinite(xyz).all():
         count = int((~np.isfinite(xyz).all(1)).sum())
         raise AV2DataError(f'lidar sweep has {count} points with NaN or infinite coordinates',
                            log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
-    return dict(xyz_ego=xyz, intensity=table['intensity'].to_numpy(np.uint8),
-                laser_number=table['laser_number'].to_numpy(np.uint8),
-                offset_ns=table['offset_ns'].to_numpy(np.int32))
+    return dict(xyz_ego=xyz, intensity=column('intensity', np.uint8),
+                laser_number=column('laser_number', np.uint8),
+                offset_ns=column('offset_ns', np.int32))

@@ -44,28 +44,29 @@ class LoadFutureRays(BaseTransform):
         log, log_dir = results['log'], log_dir_of(results)
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
-        lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3] for name in LIDARS])
+        lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3]
+                                  for name in LIDARS]).astype(np.float32)
+        # Subsampling draws from numpy's global RNG (seeded per worker by mmengine).
+        rng = np.random.default_rng(np.random.randint(2**31))
         out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
         for k, stamp in enumerate(stamps):
             sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
-            keep = outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
-            xyz_ego = sweep['xyz_ego'][keep].astype(np.float64)
-            lidar_id = (sweep['laser_number'][keep] >= LASERS_PER_LIDAR).astype(np.int64)
-            origins_ego = lidar_pos_ego[lidar_id]
-            depths = np.linalg.norm(xyz_ego - origins_ego, axis=1)
-            near = depths >= self.min_depth
-            if self.max_rays_per_sweep is not None and near.sum() > self.max_rays_per_sweep:
-                chosen = np.random.choice(np.flatnonzero(near), self.max_rays_per_sweep,
-                                          replace=False)
-                near = np.zeros_like(near)
-                near[chosen] = True
-            points_ref = transform_points(ref_from_ego[k], xyz_ego[near])
-            origins_ref = transform_points(ref_from_ego[k], origins_ego[near])
-            depth = depths[near]
-            out['origins'].append(origins_ref.astype(np.float32))
-            out['directions'].append(((points_ref - origins_ref) / depth[:, None]).astype(
-                np.float32))
-            out['depths'].append(depth.astype(np.float32))
+            xyz_ego = sweep['xyz_ego']
+            lidar_id = (sweep['laser_number'] >= LASERS_PER_LIDAR).astype(np.intp)
+            offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
+            depths = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
+            keep = np.flatnonzero(outside_box_xy(xyz_ego, self.ego_box_xy) &
+                                  (depths >= self.min_depth))
+            if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
+                keep = np.sort(rng.choice(keep, self.max_rays_per_sweep, replace=False,
+                                          shuffle=False))
+            # Rigid motion: depths are frame-free, directions only rotate.
+            rotation = ref_from_ego[k, :3, :3].astype(np.float32)
+            lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)
+            depth = depths[keep]
+            out['origins'].append(lidar_pos_ref[lidar_id[keep]])
+            out['directions'].append((offsets_ego[keep] / depth[:, None]) @ rotation.T)
+            out['depths'].append(depth)
             out['times_s'].append(
                 np.full(len(depth), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
             out['sweep_index'].append(np.full(len(depth), k, np.int16))
