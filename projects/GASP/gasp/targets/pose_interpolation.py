@@ -38,4 +38,6 @@ class PoseInterpolator:
         offset`` expressed in the ego frame at the sweep timestamp (AV2's motion
         compensation target)."""
         city_from_sweep = self([sweep_ns])[0]
-        return invert(city_from_sweep)[None] @ self(sweep_ns + np.asarray(offsets_ns, dtype=np.int64))
+        # int64: sweep_ns + int32 offsets overflows int32 under numpy 2's promotion rules.
+        fire_ns = sweep_ns + np.asarray(offsets_ns, dtype=np.int64)
+        return invert(city_from_sweep)[None] @ self(fire_ns)
