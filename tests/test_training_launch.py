@@ -52,7 +52,9 @@ def _run(cmd, **env):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
                             env=full_env)
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
+    assert result.returncode == 0, (f'exit {result.returncode}\n--- stdout (tail) ---\n'
+                                    f'{result.stdout[-3000:]}\n--- stderr (tail) ---\n'
+                                    f'{result.stderr[-3000:]}')
     return log
 
 

@@ -70,6 +70,10 @@ def main():
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    if torch.distributed.is_initialized():
+        # Leave the process group cleanly; gloo can abort at interpreter exit otherwise.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':
