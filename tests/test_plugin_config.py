@@ -1,6 +1,7 @@
 """Registering the plugin from a config, the way a user's own config does it."""
 from pathlib import Path
 
+import torch
 from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,6 +14,18 @@ def test_runtime_config_inherits_mmdet3d_and_imports_gasp():
     assert cfg.default_scope == 'mmdet3d'
     assert cfg.default_hooks.checkpoint.type == 'CheckpointHook'
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+def test_openmmlab_stack_imports():
+    import mmdet3d.datasets  # noqa: F401
+    import mmdet3d.models  # noqa: F401
+    import mmpretrain.models  # noqa: F401
+    from mmcv.ops import Voxelization
+    points = torch.tensor([[0.1, 0.1, 0.1, 1.0], [0.15, 0.12, 0.1, 1.0], [1.1, 0.1, 0.1, 1.0]])
+    voxels, coors, counts = Voxelization(voxel_size=[0.5, 0.5, 4], point_cloud_range=[0, 0, -2,
+                                                                                      2, 2, 2],
+                                         max_num_points=4, max_voxels=10)(points)
+    assert sorted(counts.tolist()) == [1, 2]  # mmcv's compiled CPU op works
 
 
 def test_user_config_registers_plugin(tmp_path):
@@ -37,14 +50,19 @@ def test_custom_imports_register_gasp_into_mmdet3d_registries(tmp_path):
     script = f"""
 import sys
 import torch
+import torch
 from mmengine.config import Config
-from mmdet3d.registry import DATASETS, MODELS, TASK_UTILS, TRANSFORMS
+from mmdet3d.registry import DATASETS, HOOKS, METRICS, MODELS, TASK_UTILS, TRANSFORMS
 assert MODELS.get('BEVResNetFPN') is None
 Config.fromfile({str(user_cfg)!r})
 assert 'gasp' in sys.modules
 assert DATASETS.get('AV2OccDataset') is not None
 assert TRANSFORMS.get('LoadFutureRays') is not None
 assert TASK_UTILS.get('OccupancyQuerySampler') is not None
+assert METRICS.get('OccupancyFieldMetric') is not None
+assert METRICS.get('OccForecastingMetric') is not None
+assert HOOKS.get('FieldVisualizationHook') is not None
+assert MODELS.get('GASP') is not None
 encoder = MODELS.build(dict(type='BEVResNetFPN', in_channels=3, out_channels=16,
                             stem_channels=(8, 8), stage_channels=(8, 8, 8)))
 out = encoder(torch.zeros(1, 3, 32, 32))[0]
