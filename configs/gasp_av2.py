@@ -34,3 +34,12 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader
 model = dict(data_preprocessor=dict(occupancy_sampler=dict(missing_ray_fraction=0.25)))
+
+# Logs go to the work dir, TensorBoard and Weights & Biases. W&B runs offline until you
+# `wandb login` and set mode='online' (or WANDB_MODE=online); `wandb sync` uploads later.
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='TensorboardVisBackend'),
+    dict(type='WandbVisBackend', init_kwargs=dict(project='gasp', mode='offline')),
+]
+visualizer = dict(type='Det3DLocalVisualizer', vis_backends=vis_backends, name='visualizer')

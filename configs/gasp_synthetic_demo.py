@@ -71,3 +71,6 @@ custom_hooks = [
     dict(type='ValidateAtStartHook'),
     dict(type='FieldVisualizationHook', times_s=[0.2, 0.6, 1.0], z=0.5),
 ]
+# Local logs and TensorBoard only (no W&B run for the demo).
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Det3DLocalVisualizer', vis_backends=vis_backends, name='visualizer')

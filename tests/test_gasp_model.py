@@ -169,3 +169,42 @@ def test_missing_ray_negatives_lie_along_missing_rays():
     assert from_missing[:, 1].min() >= 0 and from_missing[:, 1].max() <= 20.0
     with pytest.raises(ValueError, match='no missing rays'):
         sampler(rays)
+
+
+def test_pointpillars_config_trains_a_few_iterations():
+    """configs/gasp_av2_pointpillars.py with mmdet3d's PointPillars parts, on a small region."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+    cfg = Config.fromfile(Path(__file__).parents[1] / 'configs/gasp_av2_pointpillars.py')
+    model_cfg = cfg.model
+    assert (model_cfg.voxel_encoder.type, model_cfg.middle_encoder.type, model_cfg.backbone.type,
+            model_cfg.neck.type) == ('PillarFeatureNet', 'PointPillarsScatter', 'SECOND',
+                                     'SECONDFPN')
+    small = dict(data_preprocessor=dict(
+        point_cloud_range=RANGE, num_past_sweeps=2,
+        voxel_layer=dict(point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 4.0]),
+        occupancy_sampler=dict(num_queries=64, missing_ray_fraction=0.0),
+        ego_sampler=dict(num_queries=30, region_xy=[-8.0, -8.0, 8.0, 8.0]),
+        num_feature_queries=16),
+        voxel_encoder=dict(point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 4.0]),
+        middle_encoder=dict(output_shape=[32, 32]),
+        backbone=dict(layer_nums=[1, 1, 1]),
+        decoder=dict(point_cloud_range=RANGE, time_range=[0.0, 1.0], hidden_channels=32,
+                     num_res_blocks=1, heads=dict(feature=4)))
+    cfg.merge_from_dict(dict(model=small))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = model.backbone.blocks[0][0].weight.detach().clone()
+    for _ in range(3):
+        data = model.data_preprocessor(batch(), training=True)
+        assert data['inputs']['voxels']['coors'].shape[1] == 4  # (batch, z, y, x)
+        losses = model(**data, mode='loss')
+        assert set(losses) == {'loss_occupancy', 'loss_ego', 'loss_feature'}
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert not torch.equal(before, model.backbone.blocks[0][0].weight)

@@ -72,3 +72,29 @@ print(tuple(out.shape))
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == '(1, 16, 8, 8)'
+
+
+def test_gasp_config_logs_to_local_tensorboard_and_offline_wandb(tmp_path, monkeypatch):
+    """The visualizer of configs/gasp_av2.py writes scalars to all three backends offline."""
+    import json
+
+    import gasp  # noqa: F401
+    from mmdet3d.registry import VISUALIZERS
+    from mmengine.visualization import Visualizer
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(Path(__file__).parents[1] / 'configs/gasp_av2.py')
+    vis_cfg = dict(cfg.visualizer, save_dir=str(tmp_path / 'vis'), name='vis_backends_test')
+    visualizer = VISUALIZERS.build(vis_cfg)
+    try:
+        visualizer.add_scalars({'loss': 0.25}, step=3)
+        backends = [type(b).__name__ for b in visualizer._vis_backends.values()]
+        assert backends == ['LocalVisBackend', 'TensorboardVisBackend', 'WandbVisBackend']
+    finally:
+        visualizer.close()
+        Visualizer._instance_dict.pop('vis_backends_test', None)
+    vis_data = tmp_path / 'vis' / 'vis_data'
+    scalars = [json.loads(line) for line in (vis_data / 'scalars.json').read_text().splitlines()]
+    assert scalars == [{'loss': 0.25, 'step': 3}]
+    assert list(vis_data.glob('events.out.tfevents.*'))
+    assert list((vis_data / 'wandb').glob('offline-run-*'))
