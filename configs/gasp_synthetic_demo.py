@@ -33,10 +33,15 @@ val_pipeline = [
     dict(type='LoadFeatureTargets', cache_dir=features_dir, feature_dim=feature_dim),
     dict(type='PackGASPInputs'),
 ]
-train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=1, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=val_pipeline))
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=val_pipeline))
 test_dataloader = val_dataloader
 
 model = dict(
@@ -45,14 +50,24 @@ model = dict(
         voxel_size=voxel_size,
         num_past_sweeps=num_past_sweeps,
         occupancy_sampler=dict(num_queries=8192, missing_ray_fraction=0.25, missing_range=32.0),
-        ego_sampler=dict(num_queries=2048, band_width=4.0,
-                         region_xy=point_cloud_range[:2] + point_cloud_range[3:5]),
+        ego_sampler=dict(
+            num_queries=2048,
+            band_width=4.0,
+            region_xy=point_cloud_range[:2] + point_cloud_range[3:5]),
         num_feature_queries=2048),
-    backbone=dict(in_channels=num_past_sweeps * 9, stem_channels=(16, 32),
-                  stage_channels=(32, 64, 64), stage_blocks=(1, 1, 1), out_channels=bev_channels),
-    decoder=dict(in_channels=bev_channels, point_cloud_range=point_cloud_range,
-                 time_range=[0.0, future_horizon_s], hidden_channels=64, num_res_blocks=2,
-                 heads=dict(feature=feature_dim)),
+    backbone=dict(
+        in_channels=num_past_sweeps * 9,
+        stem_channels=(16, 32),
+        stage_channels=(32, 64, 64),
+        stage_blocks=(1, 1, 1),
+        out_channels=bev_channels),
+    decoder=dict(
+        in_channels=bev_channels,
+        point_cloud_range=point_cloud_range,
+        time_range=[0.0, future_horizon_s],
+        hidden_channels=64,
+        num_res_blocks=2,
+        heads=dict(feature=feature_dim)),
     decoder_chunk=0)
 
 max_iters = 100
@@ -62,9 +77,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=max_iters, eta_min=2e-5),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(logger=dict(interval=20),
-                     checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False),
-                     visualization=dict(type='Det3DVisualizationHook', draw=False))
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False),
+    visualization=dict(type='Det3DVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 custom_hooks = [

@@ -83,7 +83,8 @@ def bev_voxelize_reference(points: torch.Tensor,
                          f'{points.shape[0]} points')
     num_z, num_y, num_x = bev_grid_shape(point_cloud_range, voxel_size)
     device = points.device
-    bev = torch.zeros((batch_size, num_time_slots * num_z, num_y, num_x), dtype=dtype,
+    bev = torch.zeros((batch_size, num_time_slots * num_z, num_y, num_x),
+                      dtype=dtype,
                       device=device)
 
     xyz = points[:, :3].to(torch.float64)

@@ -87,8 +87,9 @@ def deformable_bev_gather_reference(bev_feats: torch.Tensor, sampling_locations:
     value = bev_feats.reshape(batch * num_heads, group, height, width).to(dtype)
     grid = sampling_locations.transpose(1, 2).reshape(batch * num_heads, num_queries, num_points,
                                                       2).to(dtype)
-    sampled = F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros',
-                            align_corners=False)  # (B * nh, Cg, Q, K)
+    sampled = F.grid_sample(
+        value, grid, mode='bilinear', padding_mode='zeros',
+        align_corners=False)  # (B * nh, Cg, Q, K)
     weights = attention_weights.transpose(1, 2).reshape(batch * num_heads, 1, num_queries,
                                                         num_points)
     out = (sampled * weights.to(dtype)).sum(dim=-1)  # (B * nh, Cg, Q)

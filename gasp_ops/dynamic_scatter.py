@@ -45,8 +45,12 @@ class _DynamicScatterReference(Function):
         num_voxels, channels = voxel_coors.shape[0], feats.shape[1]
         voxel_feats = feats.new_zeros((num_voxels, channels))
         if reduce_type == 'max':
-            voxel_feats.scatter_reduce_(0, index.unsqueeze(1).expand_as(feats_valid), feats_valid,
-                                        'amax', include_self=False)
+            voxel_feats.scatter_reduce_(
+                0,
+                index.unsqueeze(1).expand_as(feats_valid),
+                feats_valid,
+                'amax',
+                include_self=False)
         else:
             voxel_feats.index_add_(0, index, feats_valid)
             if reduce_type == 'mean':
@@ -80,7 +84,8 @@ class _DynamicScatterReference(Function):
         return grad_feats, None, None
 
 
-def dynamic_scatter_reference(feats: torch.Tensor, coors: torch.Tensor,
+def dynamic_scatter_reference(feats: torch.Tensor,
+                              coors: torch.Tensor,
                               reduce_type: str = 'max') -> Tuple[torch.Tensor, torch.Tensor]:
     """Reduce point features that share a voxel (the specification of the op).
 
@@ -103,7 +108,8 @@ def dynamic_scatter_reference(feats: torch.Tensor, coors: torch.Tensor,
     return _DynamicScatterReference.apply(feats, coors, reduce_type)
 
 
-def dynamic_scatter(feats: torch.Tensor, coors: torch.Tensor,
+def dynamic_scatter(feats: torch.Tensor,
+                    coors: torch.Tensor,
                     reduce_type: str = 'max') -> Tuple[torch.Tensor, torch.Tensor]:
     """Dispatch point-to-voxel reduction: mmcv's CUDA kernel on GPU, the reference on CPU.
 

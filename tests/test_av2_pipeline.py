@@ -12,8 +12,8 @@ import gasp  # noqa: F401
 from gasp.datasets import AV2DataError, SampleTiming, create_av2_infos
 from gasp.geometry import pose_matrix
 
-TIMING = SampleTiming(num_past_sweeps=3, past_interval_s=0.2, future_horizon_s=1.0,
-                      future_interval_s=0.2)
+TIMING = SampleTiming(
+    num_past_sweeps=3, past_interval_s=0.2, future_horizon_s=1.0, future_interval_s=0.2)
 
 
 @pytest.fixture(scope='module')
@@ -23,8 +23,13 @@ def infos(synthetic_av2_root, tmp_path_factory):
 
 
 def build_dataset(root, info_path, pipeline):
-    return DATASETS.build(dict(type='AV2OccDataset', data_root=str(root), ann_file=str(info_path),
-                               pipeline=pipeline, serialize_data=False))
+    return DATASETS.build(
+        dict(
+            type='AV2OccDataset',
+            data_root=str(root),
+            ann_file=str(info_path),
+            pipeline=pipeline,
+            serialize_data=False))
 
 
 def load(root, info_path, index, *transforms):
@@ -86,13 +91,13 @@ def test_static_objects_from_all_past_sweeps_land_in_place(synthetic_av2_root, i
     assert len(static), 'the synthetic log should contain static annotated objects'
     object_ids = np.concatenate([
         np.load(log / 'synthetic_gt' / 'lidar' / f'{t}.npz')['object_id']
-        for t in info['past_timestamps_ns']])
+        for t in info['past_timestamps_ns']
+    ])
     assert len(object_ids) == len(results['points'])
     seen_from = set()
     for obj in static.itertuples():
         box = ann[ann.track_uuid == obj.track_uuid].iloc[0]
-        ref_from_box = pose_matrix([box.qw, box.qx, box.qy, box.qz],
-                                   [box.tx_m, box.ty_m, box.tz_m])
+        ref_from_box = pose_matrix([box.qw, box.qx, box.qy, box.qz], [box.tx_m, box.ty_m, box.tz_m])
         hits = results['points'][object_ids == obj.object_id]
         local = (hits[:, :3] - ref_from_box[:3, 3]) @ ref_from_box[:3, :3]
         half = np.array([box.length_m, box.width_m, box.height_m]) / 2
@@ -135,19 +140,21 @@ def test_future_ego_path_matches_the_pose_table(synthetic_av2_root, infos):
     for i, stamp in enumerate(results['ego_path_timestamps_ns']):
         ref_from_ego = ref_from_city @ city_from_ego_av2(log, stamp)
         np.testing.assert_allclose(path['xy'][i], ref_from_ego[:2, 3], atol=1e-4)
-        np.testing.assert_allclose(path['yaw'][i],
-                                   np.arctan2(ref_from_ego[1, 0], ref_from_ego[0, 0]), atol=1e-5)
+        np.testing.assert_allclose(
+            path['yaw'][i], np.arctan2(ref_from_ego[1, 0], ref_from_ego[0, 0]), atol=1e-5)
     assert path['times_s'][0] == 0 and np.all(np.diff(path['times_s']) > 0)
     assert path['times_s'][-1] == pytest.approx(1.0, abs=0.05)
 
 
 def test_rotation_keeps_rays_on_their_points_and_path_in_footprint(synthetic_av2_root, infos):
-    pipeline = [dict(type='LoadPastSweeps'), dict(type='LoadFutureRays'),
-                dict(type='LoadFutureEgoPath')]
+    pipeline = [
+        dict(type='LoadPastSweeps'),
+        dict(type='LoadFutureRays'),
+        dict(type='LoadFutureEgoPath')
+    ]
     plain = load(synthetic_av2_root, infos['train'], 7, *pipeline)
     np.random.seed(3)
-    rotated = load(synthetic_av2_root, infos['train'], 7, *pipeline,
-                   dict(type='RandomYawRotation'))
+    rotated = load(synthetic_av2_root, infos['train'], 7, *pipeline, dict(type='RandomYawRotation'))
     yaw = rotated['yaw_aug']
     assert yaw != 0
     c, s = np.cos(yaw), np.sin(yaw)
@@ -157,8 +164,7 @@ def test_rotation_keeps_rays_on_their_points_and_path_in_footprint(synthetic_av2
     ends_rot = rotated['rays']['origins'] + rotated['rays']['directions'] * \
         rotated['rays']['depths'][:, None]
     np.testing.assert_allclose(ends_rot, ends_plain @ rot.T, atol=1e-3)
-    np.testing.assert_allclose(rotated['points'][:, :3], plain['points'][:, :3] @ rot.T,
-                               atol=1e-3)
+    np.testing.assert_allclose(rotated['points'][:, :3], plain['points'][:, :3] @ rot.T, atol=1e-3)
     # Footprint corners placed with the rotated poses = the rotated corners of the plain ones.
     x0, y0, x1, y1 = plain['ego_footprint']
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
@@ -168,15 +174,18 @@ def test_rotation_keeps_rays_on_their_points_and_path_in_footprint(synthetic_av2
         r = np.stack([np.stack([c_, -s_], -1), np.stack([s_, c_], -1)], -2)  # (E, 2, 2)
         return path['xy'][:, None] + np.einsum('eij,cj->eci', r, corners)
 
-    np.testing.assert_allclose(placed(rotated['ego_path']),
-                               placed(plain['ego_path']) @ rot[:2, :2].T, atol=1e-4)
+    np.testing.assert_allclose(
+        placed(rotated['ego_path']), placed(plain['ego_path']) @ rot[:2, :2].T, atol=1e-4)
 
 
 def test_packed_sample_feeds_the_model_preprocessor(synthetic_av2_root, infos):
     from mmengine.dataset import pseudo_collate
     dataset = build_dataset(synthetic_av2_root, infos['train'], [
-        dict(type='LoadPastSweeps'), dict(type='LoadFutureRays', max_rays_per_sweep=500),
-        dict(type='LoadFutureEgoPath'), dict(type='PackGASPInputs')])
+        dict(type='LoadPastSweeps'),
+        dict(type='LoadFutureRays', max_rays_per_sweep=500),
+        dict(type='LoadFutureEgoPath'),
+        dict(type='PackGASPInputs')
+    ])
     sample = dataset[0]
     assert sample['inputs']['points'].shape[1] == 5
     assert sample['data_samples'].rays.depths.shape[0] <= 5 * 500
@@ -230,8 +239,7 @@ def test_missing_camera_image_is_named(broken_root, tmp_path):
 @pytest.mark.parametrize('damage', ['truncated', 'empty', 'nan'])
 def test_bad_sweep_is_named_by_the_loader(broken_root, tmp_path, damage):
     root, log = broken_root
-    infos = create_av2_infos(str(root), str(tmp_path / 'infos'), splits=['train'],
-                             timing=TIMING)
+    infos = create_av2_infos(str(root), str(tmp_path / 'infos'), splits=['train'], timing=TIMING)
     dataset = build_dataset(root, infos['train'], [dict(type='LoadPastSweeps')])
     info = dataset.get_data_info(0)
     victim = log / 'sensors' / 'lidar' / f'{info["past_timestamps_ns"][1]}.feather'

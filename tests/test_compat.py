@@ -66,21 +66,25 @@ def test_dynamic_scatter_max_gradient_goes_to_first_tied_point():
 def test_mmcv_dynamic_scatter_runs_on_cpu_through_the_fix():
     from mmcv.ops import DynamicScatter
     points = torch.tensor([[0.05, 0.05, 0.1, 1.], [0.15, 0.05, 0.1, 3.], [0.55, 0.3, 0.2, 5.]])
-    scatter = DynamicScatter(voxel_size=[0.2, 0.2, 1.0], point_cloud_range=[0, 0, 0, 1, 1, 1],
-                             average_points=True)
+    scatter = DynamicScatter(
+        voxel_size=[0.2, 0.2, 1.0], point_cloud_range=[0, 0, 0, 1, 1, 1], average_points=True)
     # (batch, z, y, x) voxel indices, as mmdet3d's dynamic voxelization produces them.
     coors = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 2]], dtype=torch.int32)
     voxel_feats, voxel_coors = scatter(points, coors)
     assert voxel_coors.tolist() == [[0, 0, 0, 0], [0, 0, 1, 2]]
-    torch.testing.assert_close(voxel_feats, torch.tensor([[0.1, 0.05, 0.1, 2.],
-                                                          [0.55, 0.3, 0.2, 5.]]))
+    torch.testing.assert_close(voxel_feats,
+                               torch.tensor([[0.1, 0.05, 0.1, 2.], [0.55, 0.3, 0.2, 5.]]))
 
 
 def test_mmdet3d_dynamic_pillar_encoder_runs_on_cpu():
     from mmdet3d.registry import MODELS
     encoder = MODELS.build(
-        dict(type='DynamicPillarFeatureNet', in_channels=4, feat_channels=(16, ),
-             voxel_size=(0.5, 0.5, 4), point_cloud_range=(0, 0, -2, 4, 4, 2)))
+        dict(
+            type='DynamicPillarFeatureNet',
+            in_channels=4,
+            feat_channels=(16, ),
+            voxel_size=(0.5, 0.5, 4),
+            point_cloud_range=(0, 0, -2, 4, 4, 2)))
     features = torch.rand(50, 4) * torch.tensor([4., 4., 4., 1.]) - torch.tensor([0., 0., 2., 0.])
     xy = (features[:, :2] / 0.5).long()
     coors = torch.cat([torch.zeros(50, 2, dtype=torch.long), xy.flip(1)], 1).int()

@@ -20,49 +20,78 @@ def small_model_cfg(heads=dict(occupancy=1, ego=1, feature=4)):
     return dict(
         type='GASP',
         data_preprocessor=dict(
-            type='GASPDataPreprocessor', point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 1.0],
-            num_past_sweeps=2, past_interval_s=0.2,
+            type='GASPDataPreprocessor',
+            point_cloud_range=RANGE,
+            voxel_size=[0.5, 0.5, 1.0],
+            num_past_sweeps=2,
+            past_interval_s=0.2,
             occupancy_sampler=dict(type='OccupancyQuerySampler', num_queries=64),
-            ego_sampler=(dict(type='EgoQuerySampler', num_queries=30,
-                              region_xy=[-8.0, -8.0, 8.0, 8.0]) if 'ego' in heads else None),
+            ego_sampler=(dict(
+                type='EgoQuerySampler', num_queries=30, region_xy=[-8.0, -8.0, 8.0, 8.0])
+                         if 'ego' in heads else None),
             num_feature_queries=16 if 'feature' in heads else 0),
-        backbone=dict(type='BEVResNetFPN', in_channels=8, out_channels=16, stem_channels=(8, 8),
-                      stage_channels=(8, 8, 8)),
-        decoder=dict(type='ImplicitOccupancyDecoder', in_channels=16, point_cloud_range=RANGE,
-                     time_range=[0.0, 1.0], hidden_channels=32, num_res_blocks=1, heads=heads),
+        backbone=dict(
+            type='BEVResNetFPN',
+            in_channels=8,
+            out_channels=16,
+            stem_channels=(8, 8),
+            stage_channels=(8, 8, 8)),
+        decoder=dict(
+            type='ImplicitOccupancyDecoder',
+            in_channels=16,
+            point_cloud_range=RANGE,
+            time_range=[0.0, 1.0],
+            hidden_channels=32,
+            num_res_blocks=1,
+            heads=heads),
         losses=losses)
 
 
 def fake_sample(num_rays=20, depth=5.0):
     """Rays from (0, 0, 1) along +x, returns at ``depth`` m; a straight ego path."""
     gen = torch.Generator().manual_seed(1)
-    points = torch.cat([torch.rand(100, 3, generator=gen) * 10 - 5, torch.rand(100, 1),
-                        torch.tensor([-0.2, 0.0]).repeat(50)[:, None]], dim=1)
-    rays = BaseDataElement(origins=torch.tensor([[0., 0., 1.]]).repeat(num_rays, 1),
-                           directions=torch.tensor([[1., 0., 0.]]).repeat(num_rays, 1),
-                           depths=torch.full((num_rays, ), depth),
-                           times_s=torch.linspace(0.2, 1.0, num_rays))
-    path = BaseDataElement(times_s=torch.tensor([0.0, 0.5, 1.0]),
-                           xy=torch.tensor([[0., 0.], [2., 0.], [4., 0.]]),
-                           yaw=torch.zeros(3))
-    feats = BaseDataElement(points=torch.rand(10, 3, generator=gen) * 4,
-                            times_s=torch.full((10, ), 0.5),
-                            features=torch.randn(10, 4, generator=gen).half())
-    sample = BaseDataElement(metainfo=dict(log_id='log', timestamp_ns=0), rays=rays,
-                             ego_path=path, ego_footprint=torch.tensor([-1.0, -0.95, 3.87, 0.95]),
-                             feature_targets=feats)
+    points = torch.cat([
+        torch.rand(100, 3, generator=gen) * 10 - 5,
+        torch.rand(100, 1),
+        torch.tensor([-0.2, 0.0]).repeat(50)[:, None]
+    ],
+                       dim=1)
+    rays = BaseDataElement(
+        origins=torch.tensor([[0., 0., 1.]]).repeat(num_rays, 1),
+        directions=torch.tensor([[1., 0., 0.]]).repeat(num_rays, 1),
+        depths=torch.full((num_rays, ), depth),
+        times_s=torch.linspace(0.2, 1.0, num_rays))
+    path = BaseDataElement(
+        times_s=torch.tensor([0.0, 0.5, 1.0]),
+        xy=torch.tensor([[0., 0.], [2., 0.], [4., 0.]]),
+        yaw=torch.zeros(3))
+    feats = BaseDataElement(
+        points=torch.rand(10, 3, generator=gen) * 4,
+        times_s=torch.full((10, ), 0.5),
+        features=torch.randn(10, 4, generator=gen).half())
+    sample = BaseDataElement(
+        metainfo=dict(log_id='log', timestamp_ns=0),
+        rays=rays,
+        ego_path=path,
+        ego_footprint=torch.tensor([-1.0, -0.95, 3.87, 0.95]),
+        feature_targets=feats)
     return dict(inputs=dict(points=points), data_samples=sample)
 
 
 def batch(n=2):
     samples = [fake_sample() for _ in range(n)]
-    return dict(inputs=dict(points=[s['inputs']['points'] for s in samples]),
-                data_samples=[s['data_samples'] for s in samples])
+    return dict(
+        inputs=dict(points=[s['inputs']['points'] for s in samples]),
+        data_samples=[s['data_samples'] for s in samples])
 
 
 def test_occupancy_queries_lie_behind_and_before_returns():
-    sampler = TASK_UTILS.build(dict(type='OccupancyQuerySampler', num_queries=1000,
-                                    positive_margin=0.3, negative_margin=0.3))
+    sampler = TASK_UTILS.build(
+        dict(
+            type='OccupancyQuerySampler',
+            num_queries=1000,
+            positive_margin=0.3,
+            negative_margin=0.3))
     rays = fake_sample(depth=10.0)['data_samples'].rays.to_dict()
     queries, labels = sampler(rays, generator=torch.Generator().manual_seed(0))
     pos, neg = queries[labels == 1], queries[labels == 0]
@@ -75,11 +104,15 @@ def test_occupancy_queries_lie_behind_and_before_returns():
 
 
 def test_ego_query_labels_follow_the_footprint():
-    sampler = TASK_UTILS.build(dict(type='EgoQuerySampler', num_queries=3000, band_width=4.0,
-                                    region_xy=[-8.0, -8.0, 8.0, 8.0]))
+    sampler = TASK_UTILS.build(
+        dict(
+            type='EgoQuerySampler',
+            num_queries=3000,
+            band_width=4.0,
+            region_xy=[-8.0, -8.0, 8.0, 8.0]))
     sample = fake_sample()['data_samples']
-    queries, labels = sampler(sample.ego_path.to_dict(), sample.ego_footprint,
-                              generator=torch.Generator().manual_seed(0))
+    queries, labels = sampler(
+        sample.ego_path.to_dict(), sample.ego_footprint, generator=torch.Generator().manual_seed(0))
     # The path moves along +x at 4 m/s with yaw 0: the vehicle covers
     # x in [4 t - 1.0, 4 t + 3.87], y in [-0.95, 0.95] at time t.
     x, y, t = queries[:, 0], queries[:, 1], queries[:, 3]
@@ -156,11 +189,17 @@ def test_a_head_without_targets_is_an_error():
 
 
 def test_missing_ray_negatives_lie_along_missing_rays():
-    sampler = TASK_UTILS.build(dict(type='OccupancyQuerySampler', num_queries=400,
-                                    missing_ray_fraction=0.5, missing_range=20.0))
+    sampler = TASK_UTILS.build(
+        dict(
+            type='OccupancyQuerySampler',
+            num_queries=400,
+            missing_ray_fraction=0.5,
+            missing_range=20.0))
     rays = fake_sample(depth=10.0)['data_samples'].rays.to_dict()
-    missing = dict(origins=torch.tensor([[0., 0., 2.]]), directions=torch.tensor([[0., 1., 0.]]),
-                   times_s=torch.tensor([0.4]))
+    missing = dict(
+        origins=torch.tensor([[0., 0., 2.]]),
+        directions=torch.tensor([[0., 1., 0.]]),
+        times_s=torch.tensor([0.4]))
     queries, labels = sampler(rays, missing_rays=missing)
     from_missing = queries[300:]  # the last half of the negatives
     assert (labels[300:] == 0).all()
@@ -181,17 +220,23 @@ def test_pointpillars_config_trains_a_few_iterations():
     assert (model_cfg.voxel_encoder.type, model_cfg.middle_encoder.type, model_cfg.backbone.type,
             model_cfg.neck.type) == ('PillarFeatureNet', 'PointPillarsScatter', 'SECOND',
                                      'SECONDFPN')
-    small = dict(data_preprocessor=dict(
-        point_cloud_range=RANGE, num_past_sweeps=2,
-        voxel_layer=dict(point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 4.0]),
-        occupancy_sampler=dict(num_queries=64, missing_ray_fraction=0.0),
-        ego_sampler=dict(num_queries=30, region_xy=[-8.0, -8.0, 8.0, 8.0]),
-        num_feature_queries=16),
+    small = dict(
+        data_preprocessor=dict(
+            point_cloud_range=RANGE,
+            num_past_sweeps=2,
+            voxel_layer=dict(point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 4.0]),
+            occupancy_sampler=dict(num_queries=64, missing_ray_fraction=0.0),
+            ego_sampler=dict(num_queries=30, region_xy=[-8.0, -8.0, 8.0, 8.0]),
+            num_feature_queries=16),
         voxel_encoder=dict(point_cloud_range=RANGE, voxel_size=[0.5, 0.5, 4.0]),
         middle_encoder=dict(output_shape=[32, 32]),
         backbone=dict(layer_nums=[1, 1, 1]),
-        decoder=dict(point_cloud_range=RANGE, time_range=[0.0, 1.0], hidden_channels=32,
-                     num_res_blocks=1, heads=dict(feature=4)))
+        decoder=dict(
+            point_cloud_range=RANGE,
+            time_range=[0.0, 1.0],
+            hidden_channels=32,
+            num_res_blocks=1,
+            heads=dict(feature=4)))
     cfg.merge_from_dict(dict(model=small))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

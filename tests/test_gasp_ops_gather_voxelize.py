@@ -11,7 +11,6 @@ from gasp_ops import (bev_grid_shape, bev_voxelize, bev_voxelize_reference, defo
 SMALL_RANGE = (-2.0, -1.0, -1.0, 2.0, 1.0, 1.0)
 SMALL_VOXEL = (0.5, 0.5, 1.0)
 
-
 # ----------------------------------------------------------------------------- bev_voxelize
 
 
@@ -28,8 +27,14 @@ def test_point_lands_in_known_cell_and_channel():
     # x = 1.3 -> ix = floor((1.3 + 2) / 0.5) = 6; y = -0.2 -> iy = floor(0.8 / 0.5) = 1;
     # z = 0.4 -> iz = 1; time slot 2 of 3 -> channel 2 * 2 + 1 = 5; sample 1 of 2.
     points = torch.tensor([[1.3, -0.2, 0.4, 7.0]])
-    bev = bev_voxelize(points, torch.tensor([1]), torch.tensor([2]), batch_size=2,
-                       num_time_slots=3, point_cloud_range=SMALL_RANGE, voxel_size=SMALL_VOXEL)
+    bev = bev_voxelize(
+        points,
+        torch.tensor([1]),
+        torch.tensor([2]),
+        batch_size=2,
+        num_time_slots=3,
+        point_cloud_range=SMALL_RANGE,
+        voxel_size=SMALL_VOXEL)
     assert bev.shape == (2, 3 * 2, 4, 8)
     assert bev[1, 5, 1, 6] == 1
     assert bev.sum() == 1
@@ -60,8 +65,8 @@ def test_points_outside_region_are_dropped_and_range_is_half_open():
 
 def test_several_points_in_one_cell_give_one_and_slots_stay_separate():
     points = torch.tensor([[0.1, 0.1, 0.1], [0.2, 0.3, 0.4], [0.1, 0.1, 0.1]])
-    bev = bev_voxelize(points, torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1]), 1, 2,
-                       SMALL_RANGE, SMALL_VOXEL)
+    bev = bev_voxelize(points, torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1]), 1, 2, SMALL_RANGE,
+                       SMALL_VOXEL)
     # Cell (iz 1, iy 2, ix 4): slot 0 -> channel 1, slot 1 -> channel 3.
     assert bev[0, 1, 2, 4] == 1 and bev[0, 3, 2, 4] == 1
     assert bev.sum() == 2
@@ -91,8 +96,8 @@ def naive_gather(bev, locations, weights):
     _, num_queries, num_heads, num_points, _ = locations.shape
     group = channels // num_heads
     out = bev.new_zeros(batch, num_queries, channels)
-    for b, q, h, k in itertools.product(range(batch), range(num_queries), range(num_heads),
-                                        range(num_points)):
+    for b, q, h, k in itertools.product(
+            range(batch), range(num_queries), range(num_heads), range(num_points)):
         # Pixel coordinates: cell centre ix sits at ix.
         px = ((locations[b, q, h, k, 0] + 1) * width - 1) / 2
         py = ((locations[b, q, h, k, 1] + 1) * height - 1) / 2
@@ -108,13 +113,20 @@ def naive_gather(bev, locations, weights):
     return out
 
 
-def random_gather_inputs(seed, batch=2, channels=6, height=5, width=7, queries=4, heads=3, points=2,
+def random_gather_inputs(seed,
+                         batch=2,
+                         channels=6,
+                         height=5,
+                         width=7,
+                         queries=4,
+                         heads=3,
+                         points=2,
                          dtype=torch.float64):
     generator = torch.Generator().manual_seed(seed)
     bev = torch.randn(batch, channels, height, width, generator=generator, dtype=dtype)
     # Range beyond [-1, 1] so some samples straddle or leave the map.
-    locations = torch.rand(batch, queries, heads, points, 2, generator=generator,
-                           dtype=dtype) * 2.4 - 1.2
+    locations = torch.rand(
+        batch, queries, heads, points, 2, generator=generator, dtype=dtype) * 2.4 - 1.2
     weights = torch.rand(batch, queries, heads, points, generator=generator, dtype=dtype)
     return bev, locations, weights
 
@@ -127,21 +139,19 @@ def test_gather_matches_naive_loop_in_fp64():
     bev, locations, weights = random_gather_inputs(seed=1)
     out = deformable_bev_gather(bev, locations, weights)
     assert out.shape == (2, 4, 6)
-    torch.testing.assert_close(out, naive_gather(bev, locations, weights), rtol=1e-12,
-                               atol=1e-12)
+    torch.testing.assert_close(out, naive_gather(bev, locations, weights), rtol=1e-12, atol=1e-12)
 
 
 def test_sampling_at_cell_centre_returns_that_cells_feature():
     bev = torch.arange(2 * 4 * 3 * 5, dtype=torch.float64).reshape(2, 4, 3, 5)
     # Head 0 reads channels 0-1 at cell (iy 2, ix 1); head 1 reads channels 2-3 at (iy 0, ix 4).
-    locations = torch.tensor([cell_centre(1, 2, 3, 5),
-                              cell_centre(4, 0, 3, 5)], dtype=torch.float64)
+    locations = torch.tensor(
+        [cell_centre(1, 2, 3, 5), cell_centre(4, 0, 3, 5)], dtype=torch.float64)
     locations = locations.view(1, 1, 2, 1, 2).expand(2, 1, 2, 1, 2)
     weights = torch.ones(2, 1, 2, 1, dtype=torch.float64)
     out = deformable_bev_gather(bev, locations, weights)
-    expected = torch.stack([
-        torch.cat([bev[b, 0:2, 2, 1], bev[b, 2:4, 0, 4]]) for b in range(2)
-    ]).unsqueeze(1)
+    expected = torch.stack([torch.cat([bev[b, 0:2, 2, 1], bev[b, 2:4, 0, 4]])
+                            for b in range(2)]).unsqueeze(1)
     torch.testing.assert_close(out, expected)
 
 
@@ -190,23 +200,29 @@ def test_metric_to_normalized_maps_cell_centres_consistently_with_voxelize():
     # The cell where bev_voxelize puts a point is the cell the gather reads at that point.
     point_cloud_range, voxel = (-70.0, -70.0, -4.5, 70.0, 70.0, 4.5), (0.2, 0.2, 9.0)
     xy = torch.tensor([[12.3, -45.1]], dtype=torch.float64)
-    bev = bev_voxelize(torch.cat([xy, torch.zeros(1, 1, dtype=torch.float64)], dim=1),
-                       torch.tensor([0]), torch.tensor([0]), 1, 1, point_cloud_range, voxel,
-                       dtype=torch.float64)
+    bev = bev_voxelize(
+        torch.cat([xy, torch.zeros(1, 1, dtype=torch.float64)], dim=1),
+        torch.tensor([0]),
+        torch.tensor([0]),
+        1,
+        1,
+        point_cloud_range,
+        voxel,
+        dtype=torch.float64)
     iy, ix = torch.nonzero(bev[0, 0])[0].tolist()
     centre_xy = torch.tensor([[-70 + (ix + 0.5) * 0.2, -70 + (iy + 0.5) * 0.2]],
                              dtype=torch.float64)
     locations = metric_to_normalized(centre_xy, point_cloud_range)
-    torch.testing.assert_close(locations, torch.tensor([cell_centre(ix, iy, 700, 700)],
-                                                       dtype=torch.float64))
+    torch.testing.assert_close(locations,
+                               torch.tensor([cell_centre(ix, iy, 700, 700)], dtype=torch.float64))
     out = deformable_bev_gather(bev, locations.view(1, 1, 1, 1, 2),
                                 torch.ones(1, 1, 1, 1, dtype=torch.float64))
     assert out.item() == pytest.approx(1.0)
 
 
 def test_gather_gradcheck_on_tiny_inputs():
-    bev, locations, weights = random_gather_inputs(seed=3, batch=1, channels=4, height=3, width=4,
-                                                   queries=2, heads=2, points=2)
+    bev, locations, weights = random_gather_inputs(
+        seed=3, batch=1, channels=4, height=3, width=4, queries=2, heads=2, points=2)
     # Keep samples away from cell-centre lines, where bilinear interpolation has a kink.
     locations = locations.clamp(-0.9, 0.9)
     bev.requires_grad_(True)
@@ -217,8 +233,8 @@ def test_gather_gradcheck_on_tiny_inputs():
 
 def test_gather_rejects_channels_not_divisible_by_heads():
     with pytest.raises(ValueError, match='divisible by num_heads'):
-        deformable_bev_gather(torch.zeros(1, 5, 2, 2), torch.zeros(1, 1, 2, 1, 2),
-                              torch.zeros(1, 1, 2, 1))
+        deformable_bev_gather(
+            torch.zeros(1, 5, 2, 2), torch.zeros(1, 1, 2, 1, 2), torch.zeros(1, 1, 2, 1))
 
 
 def test_low_precision_map_is_read_at_full_precision_locations():

@@ -13,18 +13,31 @@ SMALL_RANGE = (-8.0, -8.0, -4.5, 8.0, 8.0, 4.5)
 
 
 def small_decoder(**overrides):
-    cfg = dict(type='ImplicitOccupancyDecoder', in_channels=8, point_cloud_range=SMALL_RANGE,
-               time_range=(0.0, 3.0), embedding=dict(type='FourierEmbedding', num_frequencies=2),
-               hidden_channels=16, num_heads=2, num_points=2, num_res_blocks=1,
-               heads=dict(occupancy=1, ego=1, feature=5))
+    cfg = dict(
+        type='ImplicitOccupancyDecoder',
+        in_channels=8,
+        point_cloud_range=SMALL_RANGE,
+        time_range=(0.0, 3.0),
+        embedding=dict(type='FourierEmbedding', num_frequencies=2),
+        hidden_channels=16,
+        num_heads=2,
+        num_points=2,
+        num_res_blocks=1,
+        heads=dict(occupancy=1, ego=1, feature=5))
     cfg.update(overrides)
     return MODELS.build(cfg)
 
 
 def small_backbone(**overrides):
-    cfg = dict(type='BEVResNetFPN', in_channels=4, stem_channels=(4, 8), stem_strides=(1, 2),
-               stage_channels=(8, 8, 8), stage_blocks=(1, 1, 1), stage_strides=(2, 2, 2),
-               out_channels=8)
+    cfg = dict(
+        type='BEVResNetFPN',
+        in_channels=4,
+        stem_channels=(4, 8),
+        stem_strides=(1, 2),
+        stage_channels=(8, 8, 8),
+        stage_blocks=(1, 1, 1),
+        stage_strides=(2, 2, 2),
+        out_channels=8)
     cfg.update(overrides)
     return MODELS.build(cfg)
 
@@ -91,8 +104,11 @@ def test_backbone_is_shift_equivariant_at_its_total_stride():
 
 def test_fourier_embedding_known_values():
     embedding = MODELS.build(
-        dict(type='FourierEmbedding', point_cloud_range=(-70, -70, -4.5, 70, 70, 4.5),
-             time_range=(0.0, 3.0), num_frequencies=2))
+        dict(
+            type='FourierEmbedding',
+            point_cloud_range=(-70, -70, -4.5, 70, 70, 4.5),
+            time_range=(0.0, 3.0),
+            num_frequencies=2))
     assert embedding.out_channels == 4 * (1 + 2 * 2)
     # Normalised (x, y, z, t) = (0.5, 0, 0.5, 0); per coordinate [u, sin(pi u), cos(pi u),
     # sin(2 pi u), cos(2 pi u)].
@@ -106,8 +122,7 @@ def test_fourier_embedding_known_values():
 def test_fourier_embedding_normalises_region_edges_to_plus_minus_one():
     embedding = MODELS.build(dict(type='FourierEmbedding', num_frequencies=1))
     corners = torch.tensor([[-70.0, -70.0, -4.5, 0.0], [70.0, 70.0, 4.5, 3.0]])
-    torch.testing.assert_close(embedding.normalize(corners),
-                               torch.tensor([[-1.0] * 4, [1.0] * 4]))
+    torch.testing.assert_close(embedding.normalize(corners), torch.tensor([[-1.0] * 4, [1.0] * 4]))
 
 
 # ----------------------------------------------------------------------------- decoder

@@ -14,22 +14,23 @@ VOXEL = (0.2, 0.2, 0.2)
 
 
 def empty_grid(point_cloud_range=GRID_RANGE, voxel=VOXEL):
-    shape = [int(round((point_cloud_range[a + 3] - point_cloud_range[a]) / voxel[a]))
-             for a in (2, 1, 0)]
+    shape = [
+        int(round((point_cloud_range[a + 3] - point_cloud_range[a]) / voxel[a])) for a in (2, 1, 0)
+    ]
     return torch.zeros(shape, dtype=torch.float64)
 
 
 def ray(origin, direction):
-    return (torch.tensor([origin], dtype=torch.float64),
-            torch.tensor([direction], dtype=torch.float64))
+    return (torch.tensor([origin],
+                         dtype=torch.float64), torch.tensor([direction], dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------- ray marching
 
 
 def test_ray_box_intersection_hand_values():
-    origins = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [-5.0, 1.0, 1.0],
-                            [-5.0, 30.0, 1.0]], dtype=torch.float64)
+    origins = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [-5.0, 1.0, 1.0], [-5.0, 30.0, 1.0]],
+                           dtype=torch.float64)
     s = 1 / math.sqrt(2)
     directions = torch.tensor([[1.0, 0, 0], [s, s, 0], [1.0, 0, 0], [1.0, 0, 0]],
                               dtype=torch.float64)
@@ -44,8 +45,8 @@ def test_empty_grid_gives_grid_exit_or_max_depth():
     grid = empty_grid()
     assert render_expected_depth(origins, directions, grid, GRID_RANGE,
                                  VOXEL).item() == pytest.approx(19.0)
-    assert render_expected_depth(origins, directions, grid, GRID_RANGE, VOXEL,
-                                 max_depth=5.0).item() == pytest.approx(5.0)
+    assert render_expected_depth(
+        origins, directions, grid, GRID_RANGE, VOXEL, max_depth=5.0).item() == pytest.approx(5.0)
 
 
 def test_single_opaque_cell_gives_its_distance():
@@ -91,13 +92,12 @@ def test_ray_marching_is_independent_of_chunking():
     generator = torch.Generator().manual_seed(0)
     grid = (torch.rand(empty_grid().shape, generator=generator, dtype=torch.float64) > 0.97)
     grid = grid.double() * 3.0
-    origins = torch.rand(200, 3, generator=generator, dtype=torch.float64) * torch.tensor(
-        [20.0, 20.0, 2.0])
-    directions = torch.nn.functional.normalize(torch.randn(200, 3, generator=generator,
-                                                           dtype=torch.float64), dim=1)
+    origins = torch.rand(
+        200, 3, generator=generator, dtype=torch.float64) * torch.tensor([20.0, 20.0, 2.0])
+    directions = torch.nn.functional.normalize(
+        torch.randn(200, 3, generator=generator, dtype=torch.float64), dim=1)
     one = render_expected_depth(origins, directions, grid, GRID_RANGE, VOXEL, steps_per_chunk=1)
-    many = render_expected_depth(origins, directions, grid, GRID_RANGE, VOXEL,
-                                 steps_per_chunk=64)
+    many = render_expected_depth(origins, directions, grid, GRID_RANGE, VOXEL, steps_per_chunk=64)
     torch.testing.assert_close(one, many)
     # Each ray alone gives the same depth as in the batch (vectorized, no cross-talk).
     torch.testing.assert_close(
@@ -112,8 +112,13 @@ def test_renderer_wall_gives_depth_over_cosine():
 
     from gasp.evaluation import ExpectedDepthRenderer
     step = 0.2
-    renderer = MODELS.build(dict(type='ExpectedDepthRenderer', step=step, max_depth=50.0,
-                                 field_output='probabilities', min_transmittance=0.0))
+    renderer = MODELS.build(
+        dict(
+            type='ExpectedDepthRenderer',
+            step=step,
+            max_depth=50.0,
+            field_output='probabilities',
+            min_transmittance=0.0))
     assert isinstance(renderer, ExpectedDepthRenderer)
     angles = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=torch.float64)
     directions = torch.stack([angles.cos(), angles.sin(), torch.zeros_like(angles)], dim=1)
@@ -126,20 +131,27 @@ def test_renderer_wall_gives_depth_over_cosine():
     exact = 10.0 / angles.cos()
     assert ((depth >= exact) & (depth <= exact + step)).all(), (depth, exact)
     # The wall moves with time: x >= 10 + 5 t; rays at t = 1 s see it at 15 m.
-    moving = renderer(lambda p: (p[:, 0] >= 10.0 + 5.0 * p[:, 3]).double(), origins[:1],
-                      directions[:1], times=torch.tensor([1.0]))
+    moving = renderer(
+        lambda p: (p[:, 0] >= 10.0 + 5.0 * p[:, 3]).double(),
+        origins[:1],
+        directions[:1],
+        times=torch.tensor([1.0]))
     assert 15.0 <= moving.item() <= 15.0 + step
     # Logits: a very confident wall gives the same depths.
-    logit_renderer = ExpectedDepthRenderer(step=step, max_depth=50.0, field_output='logits',
-                                           min_transmittance=0.0)
-    torch.testing.assert_close(logit_renderer(lambda p: (wall(p) - 0.5) * 200, origins,
-                                              directions, 0.0), depth)
+    logit_renderer = ExpectedDepthRenderer(
+        step=step, max_depth=50.0, field_output='logits', min_transmittance=0.0)
+    torch.testing.assert_close(
+        logit_renderer(lambda p: (wall(p) - 0.5) * 200, origins, directions, 0.0), depth)
 
 
 def test_renderer_dense_grid_wall():
     from gasp.evaluation import ExpectedDepthRenderer
-    renderer = ExpectedDepthRenderer(step=0.2, max_depth=15.0, point_cloud_range=GRID_RANGE,
-                                     voxel_size=VOXEL, min_transmittance=0.0)
+    renderer = ExpectedDepthRenderer(
+        step=0.2,
+        max_depth=15.0,
+        point_cloud_range=GRID_RANGE,
+        voxel_size=VOXEL,
+        min_transmittance=0.0)
     grid = empty_grid()
     grid[:, :, 60] = math.inf  # a wall filling the cells x in [12.0, 12.2)
     origins = torch.tensor([[0.0, 1.1, 1.1], [0.0, 1.1, 1.1], [13.0, 1.1, 1.1]],
@@ -153,8 +165,12 @@ def test_renderer_dense_grid_wall():
 
 def test_renderer_half_occupied_field_and_empty_field():
     from gasp.evaluation import ExpectedDepthRenderer
-    renderer = ExpectedDepthRenderer(step=0.5, max_depth=1.0, point_cloud_range=None,
-                                     field_output='probabilities', min_transmittance=0.0)
+    renderer = ExpectedDepthRenderer(
+        step=0.5,
+        max_depth=1.0,
+        point_cloud_range=None,
+        field_output='probabilities',
+        min_transmittance=0.0)
     origins, directions = ray([0.0, 0.0, 0.0], [0.0, 0.0, 1.0])
     # Two samples at 0.25 and 0.75 m with alpha 0.5: 0.5 * 0.25 + 0.25 * 0.75 + 0.25 * 1.0.
     half = renderer(lambda p: torch.full(p.shape[:1], 0.5), origins, directions, 0.0)
@@ -210,8 +226,7 @@ def test_step_errors_hand_computed():
     assert errors['NFCD'] == pytest.approx(8.0)
     assert errors['CD'] == pytest.approx(2.5)
     # No predicted point in the near field: NFCD = 0.
-    errors = occ_forecasting_step_errors(origins, directions, gt, torch.tensor([9.0, 9.0]),
-                                         small)
+    errors = occ_forecasting_step_errors(origins, directions, gt, torch.tensor([9.0, 9.0]), small)
     assert errors['NFCD'] == 0.0
     # The paper's variant clamps both depths to the box exit (2.5 m on both rays).
     errors = occ_forecasting_step_errors(origins, directions, gt, pred, small, clamp_to_box=True)
@@ -228,12 +243,24 @@ def test_metric_averages_over_log_frame_step_rows(tmp_path):
     xxx = np.repeat(x, 3, 0)
     # Frame A: step 1 has one ray off by 1 m, step 2 three rays off by 2 m.
     # Frame B: step 1 one ray off by 3 m, step 2 one exact ray.
-    metric.process(None, [dict(log_id='a', timestamp_ns=1, origins=[np.zeros(3)] * 2,
-                               directions=[x, xxx], gt_depths=[[10.0], [10.0] * 3],
-                               pred_depths=[[11.0], [12.0] * 3])])
-    metric.process(None, [dict(log_id='b', timestamp_ns=2, origins=[np.zeros(3)] * 2,
-                               directions=[x, x], gt_depths=[[10.0], [10.0]],
-                               pred_depths=[[7.0], [10.0]])])
+    metric.process(None, [
+        dict(
+            log_id='a',
+            timestamp_ns=1,
+            origins=[np.zeros(3)] * 2,
+            directions=[x, xxx],
+            gt_depths=[[10.0], [10.0] * 3],
+            pred_depths=[[11.0], [12.0] * 3])
+    ])
+    metric.process(None, [
+        dict(
+            log_id='b',
+            timestamp_ns=2,
+            origins=[np.zeros(3)] * 2,
+            directions=[x, x],
+            gt_depths=[[10.0], [10.0]],
+            pred_depths=[[7.0], [10.0]])
+    ])
     metrics = metric.evaluate(size=2)
     # Rows: 1, 2, 3, 0 -> mean 1.5 (the mean over the 6 rays would be 10 / 6).
     assert metrics['occ_forecasting/L1'] == pytest.approx(1.5)
@@ -256,13 +283,16 @@ def make_frames():
     for log_id, stamp in (('log-b', 300), ('log-a', 200), ('log-a', 100)):
         counts = [3, 0, 2]
         directions = [rng.normal(size=(n, 3)) for n in counts]
-        frames.append(OccForecastingFrame(
-            log_id=log_id, timestamp_ns=stamp, past_timestamps_ns=[stamp - 10, stamp],
-            future_timestamps_ns=[stamp + 10, stamp + 20, stamp + 30],
-            origins=[np.tile(rng.normal(size=3), (n, 1)).astype(np.float32) for n in counts],
-            directions=[(d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
-                        for d in directions],
-            depths=[rng.uniform(1, 60, size=n).astype(np.float32) for n in counts]))
+        frames.append(
+            OccForecastingFrame(
+                log_id=log_id,
+                timestamp_ns=stamp,
+                past_timestamps_ns=[stamp - 10, stamp],
+                future_timestamps_ns=[stamp + 10, stamp + 20, stamp + 30],
+                origins=[np.tile(rng.normal(size=3), (n, 1)).astype(np.float32) for n in counts],
+                directions=[(d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
+                            for d in directions],
+                depths=[rng.uniform(1, 60, size=n).astype(np.float32) for n in counts]))
     return frames
 
 
@@ -296,8 +326,8 @@ def test_challenge_json_round_trip(tmp_path, suffix):
     assert horizon == '1s'
     for f in frames:
         for k in range(3):
-            np.testing.assert_allclose(pred_back[f.log_id][f.frame_id][k], f.depths[k] + 1,
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                pred_back[f.log_id][f.frame_id][k], f.depths[k] + 1, atol=1e-5)
     # Scoring the files: every ray is off by 1 m (the metric refuses steps without rays).
     for f in back:
         del f.origins[1], f.directions[1], f.depths[1]
@@ -316,9 +346,12 @@ def test_challenge_json_layout(tmp_path):
     assert list(rays) == ['log-b'] and list(rays['log-b']) == ['300.feather']
     steps = rays['log-b']['300.feather']
     assert [len(s) for s in steps] == [3, 0, 2] and len(steps[0][0]) == 7
-    write_submission({'log-b': {'300.feather': [np.array([1.5, 2.0, 3.0]), np.zeros(0),
-                                                np.array([4.0, 5.0])]}}, tmp_path / 's.json',
-                     '3s')
+    write_submission(
+        {'log-b': {
+            '300.feather': [np.array([1.5, 2.0, 3.0]),
+                            np.zeros(0),
+                            np.array([4.0, 5.0])]
+        }}, tmp_path / 's.json', '3s')
     sub = json.loads((tmp_path / 's.json').read_text())['queries'][0]['rays']
     assert sub['log-b']['300.feather'][0] == [[1.5], [2.0], [3.0]]
 
@@ -370,23 +403,24 @@ def test_query_rays_of_the_synthetic_world(synthetic_av2_root):
     for step, stamp in enumerate(frame.future_timestamps_ns):
         city_from_lidar_t = _pose(poses[poses['timestamp_ns'] == stamp]) @ ego_from_lidar
         ref_from_lidar = np.linalg.inv(city_from_lidar_0) @ city_from_lidar_t
-        np.testing.assert_allclose(frame.origins[step], np.tile(ref_from_lidar[:3, 3], (len(
-            frame.origins[step]), 1)), atol=1e-4)
+        np.testing.assert_allclose(
+            frame.origins[step],
+            np.tile(ref_from_lidar[:3, 3], (len(frame.origins[step]), 1)),
+            atol=1e-4)
         sweep = read_feather(log_dir / 'sensors' / 'lidar' / f'{stamp}.feather')
         xyz_ego = sweep[['x', 'y', 'z']].to_numpy(np.float64)
         xyz_lidar = (np.linalg.inv(ego_from_lidar) @ np.c_[xyz_ego, np.ones(len(xyz_ego))].T).T
-        ego = ((xyz_lidar[:, 0] >= -1.75) & (xyz_lidar[:, 0] <= 3.75) &
-               (xyz_lidar[:, 1] >= -1.25) & (xyz_lidar[:, 1] <= 1.25))
+        ego = ((xyz_lidar[:, 0] >= -1.75) & (xyz_lidar[:, 0] <= 3.75) & (xyz_lidar[:, 1] >= -1.25) &
+               (xyz_lidar[:, 1] <= 1.25))
         kept = (ref_from_lidar @ xyz_lidar[~ego].T).T[::5, :3]
         assert len(frame.depths[step]) == len(kept)
-        np.testing.assert_allclose(frame.depths[step],
-                                   np.linalg.norm(kept - ref_from_lidar[:3, 3], axis=1),
-                                   atol=1e-3)
         np.testing.assert_allclose(
-            frame.origins[step] + frame.directions[step] * frame.depths[step][:, None], kept,
+            frame.depths[step], np.linalg.norm(kept - ref_from_lidar[:3, 3], axis=1), atol=1e-3)
+        np.testing.assert_allclose(
+            frame.origins[step] + frame.directions[step] * frame.depths[step][:, None],
+            kept,
             atol=1e-3)
-        np.testing.assert_allclose(np.linalg.norm(frame.directions[step], axis=1), 1.0,
-                                   atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(frame.directions[step], axis=1), 1.0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -413,8 +447,8 @@ def test_static_baseline_reproduces_the_t0_sweep(synthetic_av2_root):
     protocol = get_protocol(1, num_future=1, ray_stride=1)
     frame = log_query_frames(log_dir, protocol, max_frames=1)[0]
     log = UpLidarLog(log_dir)
-    origins, directions, depths = future_query_rays(log, frame.timestamp_ns,
-                                                    [frame.timestamp_ns], protocol)
+    origins, directions, depths = future_query_rays(log, frame.timestamp_ns, [frame.timestamp_ns],
+                                                    protocol)
     np.testing.assert_allclose(origins[0], 0.0, atol=1e-6)  # the reference lidar itself
     frame.origins, frame.directions, frame.depths = origins, directions, depths
     frame.future_timestamps_ns = [frame.timestamp_ns]

@@ -22,9 +22,12 @@ def test_openmmlab_stack_imports():
     import mmpretrain.models  # noqa: F401
     from mmcv.ops import Voxelization
     points = torch.tensor([[0.1, 0.1, 0.1, 1.0], [0.15, 0.12, 0.1, 1.0], [1.1, 0.1, 0.1, 1.0]])
-    voxels, coors, counts = Voxelization(voxel_size=[0.5, 0.5, 4], point_cloud_range=[0, 0, -2,
-                                                                                      2, 2, 2],
-                                         max_num_points=4, max_voxels=10)(points)
+    voxels, coors, counts = Voxelization(
+        voxel_size=[0.5, 0.5, 4],
+        point_cloud_range=[0, 0, -2, 2, 2, 2],
+        max_num_points=4,
+        max_voxels=10)(
+            points)
     assert sorted(counts.tolist()) == [1, 2]  # mmcv's compiled CPU op works
 
 
@@ -68,7 +71,9 @@ encoder = MODELS.build(dict(type='BEVResNetFPN', in_channels=3, out_channels=16,
 out = encoder(torch.zeros(1, 3, 32, 32))[0]
 print(tuple(out.shape))
 """
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == '(1, 16, 8, 8)'
@@ -78,9 +83,10 @@ def test_gasp_config_logs_to_local_tensorboard_and_offline_wandb(tmp_path, monke
     """The visualizer of configs/gasp_av2.py writes scalars to all three backends offline."""
     import json
 
-    import gasp  # noqa: F401
     from mmdet3d.registry import VISUALIZERS
     from mmengine.visualization import Visualizer
+
+    import gasp  # noqa: F401
     monkeypatch.setenv('WANDB_SILENT', 'true')
     monkeypatch.chdir(tmp_path)
     cfg = Config.fromfile(Path(__file__).parents[1] / 'configs/gasp_av2.py')

@@ -50,14 +50,17 @@ def _runner(work_dir, max_iters, resume=False):
     runner = Runner(
         model=_LinearModel(),
         work_dir=str(work_dir),
-        train_dataloader=dict(dataset=_LineDataset(), sampler=dict(type='DefaultSampler',
-                                                                   shuffle=True),
-                              batch_size=4, num_workers=0),
+        train_dataloader=dict(
+            dataset=_LineDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=4,
+            num_workers=0),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[3], by_epoch=False),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[recorder],
         randomness=dict(seed=0),
         resume=resume,

@@ -84,11 +84,12 @@ def test_av2_sensor_dataloader_reads_every_log(synthetic_av2_root):
     from av2.utils.io import read_img
     categories = {
         'ANIMAL', 'ARTICULATED_BUS', 'BICYCLE', 'BICYCLIST', 'BOLLARD', 'BOX_TRUCK', 'BUS',
-        'CONSTRUCTION_BARREL', 'CONSTRUCTION_CONE', 'DOG', 'LARGE_VEHICLE',
-        'MESSAGE_BOARD_TRAILER', 'MOBILE_PEDESTRIAN_CROSSING_SIGN', 'MOTORCYCLE', 'MOTORCYCLIST',
-        'OFFICIAL_SIGNALER', 'PEDESTRIAN', 'RAILED_VEHICLE', 'REGULAR_VEHICLE', 'SCHOOL_BUS',
-        'SIGN', 'STOP_SIGN', 'STROLLER', 'TRAFFIC_LIGHT_TRAILER', 'TRUCK', 'TRUCK_CAB',
-        'VEHICULAR_TRAILER', 'WHEELCHAIR', 'WHEELED_DEVICE', 'WHEELED_RIDER'}
+        'CONSTRUCTION_BARREL', 'CONSTRUCTION_CONE', 'DOG', 'LARGE_VEHICLE', 'MESSAGE_BOARD_TRAILER',
+        'MOBILE_PEDESTRIAN_CROSSING_SIGN', 'MOTORCYCLE', 'MOTORCYCLIST', 'OFFICIAL_SIGNALER',
+        'PEDESTRIAN', 'RAILED_VEHICLE', 'REGULAR_VEHICLE', 'SCHOOL_BUS', 'SIGN', 'STOP_SIGN',
+        'STROLLER', 'TRAFFIC_LIGHT_TRAILER', 'TRUCK', 'TRUCK_CAB', 'VEHICULAR_TRAILER',
+        'WHEELCHAIR', 'WHEELED_DEVICE', 'WHEELED_RIDER'
+    }
     logs = _logs(synthetic_av2_root)
     assert [s for s, _, _ in logs].count('train') == TINY.logs_per_split['train']
     assert len(logs) == sum(TINY.logs_per_split.values())
@@ -133,8 +134,8 @@ def test_av2_sensor_dataloader_reads_every_log(synthetic_av2_root):
 
 def test_sensor_dataloader_without_cache(synthetic_av2_root):
     from av2.datasets.sensor.sensor_dataloader import SensorDataloader
-    loader = SensorDataloader(Path(synthetic_av2_root) / 'sensor', with_annotations=True,
-                              with_cache=False)
+    loader = SensorDataloader(
+        Path(synthetic_av2_root) / 'sensor', with_annotations=True, with_cache=False)
     assert len(loader) == TINY.num_sweeps * sum(TINY.logs_per_split.values())
     for idx in (0, len(loader) - 1):
         datum = loader[idx]
@@ -148,18 +149,35 @@ def test_sensor_dataloader_without_cache(synthetic_av2_root):
 def test_column_dtypes_are_exact(synthetic_av2_root):
     _, log_dir, _ = _logs(synthetic_av2_root)[0]
     lidar = pa_feather.read_table(next((log_dir / 'sensors' / 'lidar').iterdir())).schema
-    assert {f.name: str(f.type) for f in lidar} == {
-        'x': 'halffloat', 'y': 'halffloat', 'z': 'halffloat', 'intensity': 'uint8',
-        'laser_number': 'uint8', 'offset_ns': 'int32'}
+    assert {
+        f.name: str(f.type)
+        for f in lidar
+    } == {
+        'x': 'halffloat',
+        'y': 'halffloat',
+        'z': 'halffloat',
+        'intensity': 'uint8',
+        'laser_number': 'uint8',
+        'offset_ns': 'int32'
+    }
     poses = pa_feather.read_table(log_dir / 'city_SE3_egovehicle.feather').schema
     pose_cols = ('qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m')
-    assert {f.name: str(f.type) for f in poses} == {'timestamp_ns': 'int64',
-                                                    **{c: 'double' for c in pose_cols}}
+    assert {
+        f.name: str(f.type)
+        for f in poses
+    } == {
+        'timestamp_ns': 'int64',
+        **{
+            c: 'double'
+            for c in pose_cols
+        }
+    }
     extr = pa_feather.read_table(log_dir / 'calibration' / 'egovehicle_SE3_sensor.feather')
     assert str(extr.schema.field('sensor_name').type) in ('string', 'large_string')
     names = set(extr.column('sensor_name').to_pylist())
     assert names == set(RING_CAMERA_NAMES) | {
-        'stereo_front_left', 'stereo_front_right', 'up_lidar', 'down_lidar'}
+        'stereo_front_left', 'stereo_front_right', 'up_lidar', 'down_lidar'
+    }
     intr = pa_feather.read_table(log_dir / 'calibration' / 'intrinsics.feather').schema
     types = {f.name: str(f.type) for f in intr}
     assert types['height_px'] == types['width_px'] == 'uint16'
@@ -206,13 +224,16 @@ def test_lidar_returns_lie_on_the_surface_they_hit(synthetic_av2_root):
             for obj in np.unique(ids[ids >= 2]):
                 sel = ids == obj
                 shape = scene.shapes[obj - 2]
-                st = scene.object_states_at(t_pt[sel])[obj - 2]            # (n, 4)
+                st = scene.object_states_at(t_pt[sel])[obj - 2]  # (n, 4)
                 c, s = np.cos(st[:, 3]), np.sin(st[:, 3])
                 rel = p_w[sel] - st[:, :3]
-                local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1],
-                                  rel[:, 2]], 1)
-                dist = np.min([_box_distance(local - ctr, half)
-                               for ctr, half in zip(shape.centers, shape.half_sizes)], axis=0)
+                local = np.stack(
+                    [c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], 1)
+                dist = np.min([
+                    _box_distance(local - ctr, half)
+                    for ctr, half in zip(shape.centers, shape.half_sizes)
+                ],
+                              axis=0)
                 assert np.all(dist <= tol[sel]), (shape.kind, dist.max())
                 checked['object'] += int(sel.sum())
             checked['ego'] += int((ids == 1).sum())
@@ -231,8 +252,10 @@ def test_missing_rays_are_recorded(synthetic_av2_root):
         # Every (beam, firing) appears exactly once among returns and missing rays.
         col = np.asarray(frame['offset_ns']) // (10**8 // rig['azimuth_steps'])
         miss_col = gt['missing_offset_ns'] // (10**8 // rig['azimuth_steps'])
-        keys = np.concatenate([np.asarray(frame['laser_number']) * 10**6 + col,
-                               gt['missing_laser_number'].astype(np.int64) * 10**6 + miss_col])
+        keys = np.concatenate([
+            np.asarray(frame['laser_number']) * 10**6 + col,
+            gt['missing_laser_number'].astype(np.int64) * 10**6 + miss_col
+        ])
         assert len(np.unique(keys)) == n_rays
         # Missing rays point to the sky or far away: none is steep enough (below -7 deg) to meet
         # the ground within range (it is never more than ~4 m below the sensors).
@@ -256,10 +279,11 @@ def test_lidar_points_project_onto_the_same_object_in_cameras(synthetic_av2_root
                 img_path = loader.get_closest_img_fpath(log_id, cam, ts)
                 uv, pts_cam, valid = loader.project_ego_to_img_motion_compensated(
                     sweep.xyz, cam, int(img_path.stem), ts, log_id)
-                valid &= ids != 1            # the cameras do not see the ego body
+                valid &= ids != 1  # the cameras do not see the ego body
                 valid &= pts_cam[:, 2] > 2.0  # skip parallax-dominated close range
-                id_img = cv2.imread(str(log_dir / 'synthetic_gt' / 'camera_ids' / cam
-                                        / f'{img_path.stem}.png'), cv2.IMREAD_UNCHANGED)
+                id_img = cv2.imread(
+                    str(log_dir / 'synthetic_gt' / 'camera_ids' / cam / f'{img_path.stem}.png'),
+                    cv2.IMREAD_UNCHANGED)
                 u, v = np.round(uv[valid]).astype(int).T
                 seen = id_img[v, u].astype(np.int64) - 1
                 agree += int((seen == ids[valid]).sum())

@@ -27,8 +27,8 @@ from gasp.targets.feature_sampling import sample_feature_map
 from gasp.targets.sweep_features import project_sweep, read_sweep_points
 from gasp.targets.sweep_jobs import jobs_from_root
 
-TIMING = SampleTiming(num_past_sweeps=2, past_interval_s=0.2, future_horizon_s=1.0,
-                      future_interval_s=0.2)
+TIMING = SampleTiming(
+    num_past_sweeps=2, past_interval_s=0.2, future_horizon_s=1.0, future_interval_s=0.2)
 TINY_VIT = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128))
 SHORT_SIDE = 28
 
@@ -90,10 +90,12 @@ class _OfficialDinoV2(nn.Module):
         else:
             m = int(math.sqrt(n))
             w0, h0 = w // self.patch, h // self.patch
-            pp = F.interpolate(self.pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2),
-                               scale_factor=((w0 + 0.1) / m, (h0 + 0.1) / m), mode='bicubic')
-            pos = torch.cat([self.pos_embed[:, :1], pp.permute(0, 2, 3, 1).reshape(1, w0 * h0, -1)],
-                            1)
+            pp = F.interpolate(
+                self.pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2),
+                scale_factor=((w0 + 0.1) / m, (h0 + 0.1) / m),
+                mode='bicubic')
+            pos = torch.cat([self.pos_embed[:, :1],
+                             pp.permute(0, 2, 3, 1).reshape(1, w0 * h0, -1)], 1)
         x = x + pos
         if self.registers:
             x = torch.cat([x[:, :1], self.register_tokens.expand(b, -1, -1), x[:, 1:]], 1)
@@ -111,15 +113,16 @@ def test_official_dinov2_checkpoint_loads_and_matches_the_official_forward(tmp_p
             p.copy_(torch.randn_like(p) * 0.2)
     path = tmp_path / 'dinov2_tiny_pretrain.pth'
     torch.save(official.state_dict(), path)
-    assert {'cls_token', 'pos_embed', 'mask_token', 'patch_embed.proj.weight',
-            'blocks.1.norm1.weight', 'blocks.1.attn.qkv.weight', 'blocks.1.ls1.gamma',
-            'blocks.1.mlp.fc1.weight', 'norm.weight'} <= set(official.state_dict())
+    assert {
+        'cls_token', 'pos_embed', 'mask_token', 'patch_embed.proj.weight', 'blocks.1.norm1.weight',
+        'blocks.1.attn.qkv.weight', 'blocks.1.ls1.gamma', 'blocks.1.mlp.fc1.weight', 'norm.weight'
+    } <= set(official.state_dict())
 
     ours = DINOv2ViT(arch=TINY_VIT['arch'], img_size=56, num_register_tokens=registers)
     sha = load_dinov2_checkpoint(ours, path)  # strict: no missing / unexpected keys
     assert len(sha) == 64
-    assert (sum(p.numel() for p in ours.parameters()) ==
-            sum(p.numel() for p in official.parameters()))
+    assert (sum(p.numel() for p in ours.parameters()) == sum(p.numel()
+                                                             for p in official.parameters()))
     ours.eval()
     with torch.no_grad():
         for height, width in ((56, 56), (42, 70)):  # training grid, and interpolated pos embed
@@ -148,14 +151,17 @@ def test_a_wrong_architecture_checkpoint_is_refused(tmp_path):
 def test_dinov3_has_official_names_and_relative_rope():
     model = DINOv3ViT(embed_dim=32, depth=1, num_heads=2, ffn_ratio=4.0)
     keys = set(model.state_dict())
-    assert {'cls_token', 'storage_tokens', 'mask_token', 'rope_embed.periods',
-            'patch_embed.proj.weight', 'blocks.0.norm1.weight', 'blocks.0.attn.qkv.weight',
-            'blocks.0.attn.qkv.bias', 'blocks.0.attn.qkv.bias_mask', 'blocks.0.attn.proj.weight',
-            'blocks.0.ls1.gamma', 'blocks.0.mlp.fc1.weight', 'blocks.0.mlp.fc2.weight',
-            'blocks.0.ls2.gamma', 'norm.weight', 'norm.bias'} == keys - {
-                'patch_embed.proj.bias', 'blocks.0.norm1.bias', 'blocks.0.attn.proj.bias',
-                'blocks.0.norm2.weight', 'blocks.0.norm2.bias', 'blocks.0.mlp.fc1.bias',
-                'blocks.0.mlp.fc2.bias'}
+    assert {
+        'cls_token', 'storage_tokens', 'mask_token', 'rope_embed.periods',
+        'patch_embed.proj.weight', 'blocks.0.norm1.weight', 'blocks.0.attn.qkv.weight',
+        'blocks.0.attn.qkv.bias', 'blocks.0.attn.qkv.bias_mask', 'blocks.0.attn.proj.weight',
+        'blocks.0.ls1.gamma', 'blocks.0.mlp.fc1.weight', 'blocks.0.mlp.fc2.weight',
+        'blocks.0.ls2.gamma', 'norm.weight', 'norm.bias'
+    } == keys - {
+        'patch_embed.proj.bias', 'blocks.0.norm1.bias', 'blocks.0.attn.proj.bias',
+        'blocks.0.norm2.weight', 'blocks.0.norm2.bias', 'blocks.0.mlp.fc1.bias',
+        'blocks.0.mlp.fc2.bias'
+    }
     # periods_k = 100 ** (4 k / D_head), D_head = 16.
     torch.testing.assert_close(model.rope_embed.periods, 100.0**(4 * torch.arange(4) / 16))
     # RoPE makes q . k depend only on the offset between the two patches.
@@ -181,8 +187,14 @@ def _forward_camera(width=56, height=42, f=50.0):
     ego_from_camera = np.eye(4)
     ego_from_camera[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]
     ego_from_camera[:3, 3] = [1.0, 0.0, 1.5]
-    return dict(ego_from_camera=ego_from_camera, fx=f, fy=f, cx=(width - 1) / 2,
-                cy=(height - 1) / 2, width=width, height=height)
+    return dict(
+        ego_from_camera=ego_from_camera,
+        fx=f,
+        fy=f,
+        cx=(width - 1) / 2,
+        cy=(height - 1) / 2,
+        width=width,
+        height=height)
 
 
 def test_a_point_gets_the_feature_of_the_pixel_it_lands_on():
@@ -209,8 +221,11 @@ def test_a_point_gets_the_feature_of_the_pixel_it_lands_on():
 
 @pytest.fixture(scope='module')
 def infos(synthetic_av2_root, tmp_path_factory):
-    return create_av2_infos(str(synthetic_av2_root), str(tmp_path_factory.mktemp('infos')),
-                            splits=('train', 'val'), timing=TIMING)
+    return create_av2_infos(
+        str(synthetic_av2_root),
+        str(tmp_path_factory.mktemp('infos')),
+        splits=('train', 'val'),
+        timing=TIMING)
 
 
 def test_projection_lands_on_the_object_each_return_hit(synthetic_av2_root):
@@ -225,8 +240,9 @@ def test_projection_lands_on_the_object_each_return_hit(synthetic_av2_root):
         hit = np.load(root / 'synthetic_gt' / 'lidar' / f'{job.timestamp_ns}.npz')['object_id']
         for cam, stamp in job.camera_timestamps_ns:
             mine = proj['camera_index'] == RING_CAMERAS.index(cam)
-            ids = cv2.imread(str(root / 'synthetic_gt' / 'camera_ids' / cam / f'{stamp}.png'),
-                             cv2.IMREAD_UNCHANGED).astype(np.int64) - 1
+            ids = cv2.imread(
+                str(root / 'synthetic_gt' / 'camera_ids' / cam / f'{stamp}.png'),
+                cv2.IMREAD_UNCHANGED).astype(np.int64) - 1
             pix = np.round(proj['uv'][mine]).astype(int)
             agree += (ids[pix[:, 1], pix[:, 0]] == hit[proj['point_index'][mine]]).sum()
             total += mine.sum()
@@ -237,9 +253,15 @@ def test_projection_lands_on_the_object_each_return_hit(synthetic_av2_root):
 def feature_cache(synthetic_av2_root, infos, tmp_path_factory):
     out = tmp_path_factory.mktemp('dino_cache')
     torch.manual_seed(0)
-    stats = extract_dino_features(synthetic_av2_root, out, None, info_files=[str(infos['val'])],
-                                  image_short_side=SHORT_SIDE, backbone_overrides=TINY_VIT,
-                                  device='cpu', show_progress=False)
+    stats = extract_dino_features(
+        synthetic_av2_root,
+        out,
+        None,
+        info_files=[str(infos['val'])],
+        image_short_side=SHORT_SIDE,
+        backbone_overrides=TINY_VIT,
+        device='cpu',
+        show_progress=False)
     return out, stats
 
 
@@ -286,24 +308,34 @@ def test_cached_features_equal_a_direct_computation(synthetic_av2_root, feature_
         with torch.no_grad():
             fmap = extractor(torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None])[0].numpy()
         direct = _bilinear_numpy(fmap, uv[:, 0], uv[:, 1], *rgb.shape[:2])
-        np.testing.assert_allclose(cached['features'][rows].astype(np.float32), direct,
-                                   atol=2e-2, rtol=1e-2)
+        np.testing.assert_allclose(
+            cached['features'][rows].astype(np.float32), direct, atol=2e-2, rtol=1e-2)
         checked += rows.sum()
     assert checked > 100
 
 
 def _dataset(root, info_path, pipeline):
-    return DATASETS.build(dict(type='AV2OccDataset', data_root=str(root), ann_file=str(info_path),
-                               pipeline=pipeline, serialize_data=False))
+    return DATASETS.build(
+        dict(
+            type='AV2OccDataset',
+            data_root=str(root),
+            ann_file=str(info_path),
+            pipeline=pipeline,
+            serialize_data=False))
 
 
 def test_load_feature_targets_puts_points_in_the_reference_frame(synthetic_av2_root, infos,
                                                                  feature_cache):
     cache_dir, _ = feature_cache
     info = _dataset(synthetic_av2_root, infos['val'], []).get_data_info(1)
-    results = TRANSFORMS.build(dict(type='LoadFeatureTargets', cache_dir=str(cache_dir),
-                                    backbone='dinov2_vits14', feature_dim=32,
-                                    image_short_side=SHORT_SIDE))(info)
+    results = TRANSFORMS.build(
+        dict(
+            type='LoadFeatureTargets',
+            cache_dir=str(cache_dir),
+            backbone='dinov2_vits14',
+            feature_dim=32,
+            image_short_side=SHORT_SIDE))(
+                info)
     targets = results['feature_targets']
     log_dir = Path(synthetic_av2_root) / info['log']['log_dir']
     poses = read_city_SE3_ego(log_dir)
@@ -316,8 +348,7 @@ def test_load_feature_targets_puts_points_in_the_reference_frame(synthetic_av2_r
         expected = ref_from_city.compose(poses[stamp]).transform_point_cloud(
             sweep.xyz[cached['point_index']])
         np.testing.assert_allclose(targets['points'][start:start + count], expected, atol=1e-4)
-        np.testing.assert_array_equal(targets['features'][start:start + count],
-                                      cached['features'])
+        np.testing.assert_array_equal(targets['features'][start:start + count], cached['features'])
         assert np.allclose(targets['times_s'][start:start + count],
                            (stamp - info['timestamp_ns']) / 1e9)
         start += count
@@ -328,17 +359,21 @@ def test_a_cache_made_with_other_settings_is_refused(synthetic_av2_root, infos, 
                                                      tmp_path):
     cache_dir, _ = feature_cache
     info = _dataset(synthetic_av2_root, infos['val'], []).get_data_info(0)
-    for wrong in (dict(backbone='dinov2_vitb14'), dict(feature_dim=64),
-                  dict(image_short_side=448)):
+    for wrong in (dict(backbone='dinov2_vitb14'), dict(feature_dim=64), dict(image_short_side=448)):
         key = next(iter(wrong))
         with pytest.raises(AV2DataError, match=f'{key}: cache has'):
-            TRANSFORMS.build(dict(type='LoadFeatureTargets', cache_dir=str(cache_dir),
-                                  **wrong))(dict(info))
+            TRANSFORMS.build(dict(type='LoadFeatureTargets', cache_dir=str(cache_dir), **wrong))(
+                dict(info))
     # Resuming the extraction with other settings into the same folder is refused too.
     with pytest.raises(AV2DataError, match='image_short_side'):
-        extract_dino_features(synthetic_av2_root, cache_dir, None,
-                              info_files=[str(infos['val'])], image_short_side=56,
-                              backbone_overrides=TINY_VIT, show_progress=False)
+        extract_dino_features(
+            synthetic_av2_root,
+            cache_dir,
+            None,
+            info_files=[str(infos['val'])],
+            image_short_side=56,
+            backbone_overrides=TINY_VIT,
+            show_progress=False)
     # An absent cache names the command that makes it; so does a missing sweep file.
     with pytest.raises(AV2DataError, match='extract_dino_features'):
         TRANSFORMS.build(dict(type='LoadFeatureTargets', cache_dir=str(tmp_path)))(dict(info))
@@ -365,8 +400,11 @@ def test_pca_reduction_finds_the_main_axes():
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def missing_cache(synthetic_av2_root, tmp_path_factory):
-    return extract_missing_rays(synthetic_av2_root, tmp_path_factory.mktemp('missing'),
-                                splits=('train', 'val'), show_progress=False)
+    return extract_missing_rays(
+        synthetic_av2_root,
+        tmp_path_factory.mktemp('missing'),
+        splits=('train', 'val'),
+        show_progress=False)
 
 
 def test_missing_rays_recover_the_beams_that_hit_nothing(synthetic_av2_root, missing_cache):
@@ -380,17 +418,24 @@ def test_missing_rays_recover_the_beams_that_hit_nothing(synthetic_av2_root, mis
         for gt_file in sorted((log_dir / 'synthetic_gt' / 'lidar').glob('*.npz')):
             gt = np.load(gt_file)
             ours = np.load(missing_cache / log_dir.name / gt_file.name)
-            key_gt = {(int(l), int(round(o / column_ns))): i for i, (l, o) in enumerate(
-                zip(gt['missing_laser_number'], gt['missing_offset_ns']))}
-            key_ours = {(int(l), int(round(o / column_ns))): i for i, (l, o) in enumerate(
-                zip(ours['laser_number'], ours['offset_ns']))}
+            key_gt = {
+                (int(l), int(round(o / column_ns))): i
+                for i, (l,
+                        o) in enumerate(zip(gt['missing_laser_number'], gt['missing_offset_ns']))
+            }
+            key_ours = {
+                (int(l), int(round(o / column_ns))): i
+                for i, (l, o) in enumerate(zip(ours['laser_number'], ours['offset_ns']))
+            }
             both = set(key_gt) & set(key_ours)
             tp, fp, fn = tp + len(both), fp + len(key_ours) - len(both), fn + len(key_gt) - len(
                 both)
             d_ours = ours['directions_ego'][[key_ours[k] for k in both]].astype(np.float64)
             d_gt = gt['missing_direction_ego'][[key_gt[k] for k in both]]
-            angles.append(np.degrees(np.arccos(np.clip((d_ours * d_gt).sum(1) / np.linalg.norm(
-                d_ours, axis=1), -1, 1))))
+            angles.append(
+                np.degrees(
+                    np.arccos(
+                        np.clip((d_ours * d_gt).sum(1) / np.linalg.norm(d_ours, axis=1), -1, 1))))
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     angles = np.concatenate(angles)
     print(f'missing rays: precision {precision:.4f}, recall {recall:.4f}, direction error '
@@ -448,22 +493,30 @@ def test_dinov3_reduction_and_on_the_fly_targets(synthetic_av2_root, tmp_path):
         torch.testing.assert_close(model(image), reference(image))
     assert len(sha) == 64
     # PCA fitted on features at lidar points across the data.
-    reduction = fit_feature_reduction(synthetic_av2_root, tmp_path / 'pca.npz',
-                                      str(tmp_path / 'dinov3_tiny.pth'), dim=4, splits=('val', ),
-                                      num_sweeps=3, image_short_side=32, show_progress=False,
-                                      backbone_overrides=TINY_V3)
+    reduction = fit_feature_reduction(
+        synthetic_av2_root,
+        tmp_path / 'pca.npz',
+        str(tmp_path / 'dinov3_tiny.pth'),
+        dim=4,
+        splits=('val', ),
+        num_sweeps=3,
+        image_short_side=32,
+        show_progress=False,
+        backbone_overrides=TINY_V3)
     np.testing.assert_allclose(reduction.matrix.T @ reduction.matrix, np.eye(4), atol=1e-5)
     assert np.all(np.diff(reduction.explained_variance) <= 0)
     # On-the-fly targets on the training device: the reduced feature of the pixel.
-    online = OnlineFeatureTargets(weights=str(tmp_path / 'dinov3_tiny.pth'),
-                                  reduction=str(tmp_path / 'pca.npz'), image_short_side=32,
-                                  backbone_overrides=TINY_V3)
+    online = OnlineFeatureTargets(
+        weights=str(tmp_path / 'dinov3_tiny.pth'),
+        reduction=str(tmp_path / 'pca.npz'),
+        image_short_side=32,
+        backbone_overrides=TINY_V3)
     images = torch.randint(0, 255, (2, 3, 48, 64), dtype=torch.uint8)
     uv = torch.tensor([[10.0, 20.0], [40.5, 7.25], [63.0, 47.0]])
     got = online(images, uv, torch.tensor([0, 1, 1]))
     maps = online.extractor(images)
-    direct = torch.stack([sample_feature_map(maps[i], uv[j:j + 1], 48, 64)[0]
-                          for j, i in enumerate([0, 1, 1])])
+    direct = torch.stack(
+        [sample_feature_map(maps[i], uv[j:j + 1], 48, 64)[0] for j, i in enumerate([0, 1, 1])])
     torch.testing.assert_close(got, reduction.apply(direct))
     subset = OnlineFeatureTargets(feature_dim=8, image_short_side=32, backbone_overrides=TINY_V3)
     assert subset(images, uv, torch.tensor([0, 1, 1])).shape == (3, 8)

@@ -17,8 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 def train_cfg(synthetic_av2_root, tmp_path_factory):
     """A short-run config over the tiny synthetic world."""
     out = tmp_path_factory.mktemp('launch')
-    create_av2_infos(str(synthetic_av2_root), str(out / 'infos'), splits=['train', 'val'],
-                     timing=SampleTiming(future_horizon_s=1.0))
+    create_av2_infos(
+        str(synthetic_av2_root),
+        str(out / 'infos'),
+        splits=['train', 'val'],
+        timing=SampleTiming(future_horizon_s=1.0))
     cfg = out / 'short.py'
     root = str(synthetic_av2_root) + '/'
     train_info, val_info = (str(out / f'infos/av2_occ_infos_{s}.pkl') for s in ('train', 'val'))
@@ -49,8 +52,8 @@ randomness = dict(seed=0)
 
 def _run(cmd, **env):
     full_env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, **env)
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
-                            env=full_env)
+    result = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=full_env)
     log = result.stdout + result.stderr
     assert result.returncode == 0, (f'exit {result.returncode}\n--- stdout (tail) ---\n'
                                     f'{result.stdout[-3000:]}\n--- stderr (tail) ---\n'
@@ -59,13 +62,18 @@ def _run(cmd, **env):
 
 
 def _losses(log):
-    return {int(m.group(1)): float(m.group(2))
-            for m in re.finditer(r'Iter\(train\) \[\s*(\d+)/\d+\].*?\bloss: ([0-9.]+)', log)}
+    return {
+        int(m.group(1)): float(m.group(2))
+        for m in re.finditer(r'Iter\(train\) \[\s*(\d+)/\d+\].*?\bloss: ([0-9.]+)', log)
+    }
 
 
 def test_two_gloo_processes_train_and_agree(train_cfg, tmp_path):
-    log = _run(['bash', 'tools/dist_train.sh', str(train_cfg), '2', '--work-dir',
-                str(tmp_path), '--cfg-options', 'train_cfg.max_iters=3'],
+    log = _run([
+        'bash', 'tools/dist_train.sh',
+        str(train_cfg), '2', '--work-dir',
+        str(tmp_path), '--cfg-options', 'train_cfg.max_iters=3'
+    ],
                PORT='29517')
     assert 'gloo' in log
     report = json.loads((tmp_path / 'rank_consistency.json').read_text())
@@ -75,11 +83,16 @@ def test_two_gloo_processes_train_and_agree(train_cfg, tmp_path):
 
 
 def test_resume_continues_iterations_and_loss(train_cfg, tmp_path):
-    first = _run([sys.executable, 'tools/train.py', str(train_cfg), '--work-dir', str(tmp_path),
-                  '--cfg-options', 'train_cfg.max_iters=2'])
+    first = _run([
+        sys.executable, 'tools/train.py',
+        str(train_cfg), '--work-dir',
+        str(tmp_path), '--cfg-options', 'train_cfg.max_iters=2'
+    ])
     assert (tmp_path / 'iter_2.pth').exists()
-    resumed = _run([sys.executable, 'tools/train.py', str(train_cfg), '--work-dir',
-                    str(tmp_path), '--resume'])
+    resumed = _run(
+        [sys.executable, 'tools/train.py',
+         str(train_cfg), '--work-dir',
+         str(tmp_path), '--resume'])
     assert 'resumed' in resumed.lower() and 'iter_2.pth' in resumed
     before, after = _losses(first), _losses(resumed)
     assert sorted(before) == [1, 2] and sorted(after) == [3, 4]

@@ -24,11 +24,14 @@ def parse_args():
     parser.add_argument('--data-root', help='override the dataset data_root')
     parser.add_argument('--ann-file', help='override the dataset ann_file')
     parser.add_argument('--num-samples', type=int, default=40)
-    parser.add_argument('--drop', nargs='*', default=[],
-                        help='transform types to leave out (e.g. caches you did not build)')
+    parser.add_argument(
+        '--drop',
+        nargs='*',
+        default=[],
+        help='transform types to leave out (e.g. caches you did not build)')
     parser.add_argument('--out', default='work_dirs/benchmark_data.json')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args()
 
 
@@ -86,12 +89,19 @@ def main():
 
     total = float(np.sum(totals))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report = dict(config=args.config, samples=count, samples_per_s=count / total,
-                  seconds_per_sample=total / count, read_seconds_per_sample=reading['seconds'] /
-                  count, sweep_files_per_sample=reading['files'] / count,
-                  points_per_sweep=reading['points'] / max(reading['files'], 1),
-                  transform_seconds_per_sample={k: v / count for k, v in per_transform.items()},
-                  peak_memory_mib=peak_mib)
+    report = dict(
+        config=args.config,
+        samples=count,
+        samples_per_s=count / total,
+        seconds_per_sample=total / count,
+        read_seconds_per_sample=reading['seconds'] / count,
+        sweep_files_per_sample=reading['files'] / count,
+        points_per_sweep=reading['points'] / max(reading['files'], 1),
+        transform_seconds_per_sample={
+            k: v / count
+            for k, v in per_transform.items()
+        },
+        peak_memory_mib=peak_mib)
     print(f'\nsamples/s per worker: {report["samples_per_s"]:.2f} '
           f'({report["seconds_per_sample"] * 1e3:.0f} ms per sample, {count} samples)')
     print(f'  reading sweep files: {report["read_seconds_per_sample"] * 1e3:.0f} ms per sample '

@@ -19,21 +19,27 @@ def parse_args():
     parser.add_argument('--past-interval', type=float, default=0.2, help='seconds')
     parser.add_argument('--future-horizon', type=float, default=3.0, help='seconds')
     parser.add_argument('--future-interval', type=float, default=0.2, help='seconds')
-    parser.add_argument('--sample-stride', type=int, default=1,
-                        help='use every n-th valid reference sweep')
+    parser.add_argument(
+        '--sample-stride', type=int, default=1, help='use every n-th valid reference sweep')
     parser.add_argument('--prefix', default='av2_occ', help='info file name prefix')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    timing = SampleTiming(num_past_sweeps=args.num_past_sweeps,
-                          past_interval_s=args.past_interval,
-                          future_horizon_s=args.future_horizon,
-                          future_interval_s=args.future_interval,
-                          sample_stride=args.sample_stride)
-    create_av2_infos(args.root_path, args.out_dir, splits=args.splits, timing=timing,
-                     workers=args.workers, prefix=args.prefix)
+    timing = SampleTiming(
+        num_past_sweeps=args.num_past_sweeps,
+        past_interval_s=args.past_interval,
+        future_horizon_s=args.future_horizon,
+        future_interval_s=args.future_interval,
+        sample_stride=args.sample_stride)
+    create_av2_infos(
+        args.root_path,
+        args.out_dir,
+        splits=args.splits,
+        timing=timing,
+        workers=args.workers,
+        prefix=args.prefix)
 
 
 if __name__ == '__main__':

@@ -26,8 +26,10 @@ def parse_args():
     parser.add_argument('--preset', default='demo', help='synthetic world preset')
     parser.add_argument('--max-iters', type=int, default=None, help='override the config')
     parser.add_argument('--workers', type=int, default=2, help='processes for the world')
-    parser.add_argument('--dino-weights', help='local official DINOv2 ViT-S/14 checkpoint; '
-                        'without it the feature targets come from a random ViT')
+    parser.add_argument(
+        '--dino-weights',
+        help='local official DINOv2 ViT-S/14 checkpoint; '
+        'without it the feature targets come from a random ViT')
     return parser.parse_args()
 
 
@@ -53,8 +55,11 @@ def main():
     info_dir = root / 'infos'
     horizon = float(cfg.model.decoder.time_range[1])
     if not all((info_dir / f'av2_occ_infos_{s}.pkl').exists() for s in ('train', 'val')):
-        create_av2_infos(str(root), str(info_dir), splits=['train', 'val'],
-                         timing=SampleTiming(future_horizon_s=horizon))
+        create_av2_infos(
+            str(root),
+            str(info_dir),
+            splits=['train', 'val'],
+            timing=SampleTiming(future_horizon_s=horizon))
     else:
         print(f'reusing {info_dir}')
     timings['infos_s'] = time.time() - t
@@ -65,11 +70,15 @@ def main():
         print('NOTE: no DINOv2 weights given (--dino-weights): the feature targets come from a '
               'RANDOMLY INITIALISED ViT-S/14. The feature head learns to reproduce them, which '
               'exercises the pipeline but carries no image semantics.')
-    extract_dino_features(str(root), str(root / 'features_dinov2_vits14'),
-                          weights=args.dino_weights, backbone='dinov2_vits14',
-                          info_files=[str(info_dir / f'av2_occ_infos_{s}.pkl')
-                                      for s in ('train', 'val')],
-                          image_short_side=112, device='cpu', batch_size=16)
+    extract_dino_features(
+        str(root),
+        str(root / 'features_dinov2_vits14'),
+        weights=args.dino_weights,
+        backbone='dinov2_vits14',
+        info_files=[str(info_dir / f'av2_occ_infos_{s}.pkl') for s in ('train', 'val')],
+        image_short_side=112,
+        device='cpu',
+        batch_size=16)
     timings['targets_s'] = time.time() - t
 
     t = step('4/5 pre-training GASP on CPU (validation before and after)')
@@ -91,18 +100,26 @@ def main():
     runner.train()
     timings['train_s'] = time.time() - t
     hub = runner.message_hub
-    end = {k[len('val/'):]: hub.get_scalar(k).current() for k in hub.log_scalars
-           if k.startswith('val/field/')}
+    end = {
+        k[len('val/'):]: hub.get_scalar(k).current()
+        for k in hub.log_scalars if k.startswith('val/field/')
+    }
 
     step('5/5 summary')
-    start = {k[len('start/'):]: v for k, v in runner.message_hub.runtime_info.items()
-             if k.startswith('start/')}
+    start = {
+        k[len('start/'):]: v
+        for k, v in runner.message_hub.runtime_info.items() if k.startswith('start/')
+    }
     print(f'{"metric":<28}{"initialised":>14}{"trained":>12}')
     for name in sorted(start):
         print(f'{name:<28}{start[name]:>14.4f}{end.get(name, float("nan")):>12.4f}')
     pictures = sorted(str(p) for p in Path(args.work_dir).glob('**/vis/*.png'))
-    summary = dict(metrics_initialised=start, metrics_trained=end, timings_s=timings,
-                   pictures=pictures, iterations=runner.iter)
+    summary = dict(
+        metrics_initialised=start,
+        metrics_trained=end,
+        timings_s=timings,
+        pictures=pictures,
+        iterations=runner.iter)
     with open(osp.join(args.work_dir, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print('pictures:', *pictures, sep='\n  ')

@@ -26,18 +26,28 @@ def parse_args():
     parser.add_argument('--root-path', required=True, help='folder that contains sensor/')
     parser.add_argument('--split', default='val')
     parser.add_argument('--horizon', type=int, default=3, choices=[1, 3], help='seconds')
-    parser.add_argument('--num-future', type=int, default=None,
-                        help='override the number of future frames (short logs)')
-    parser.add_argument('--frame-stride', type=int, default=None,
-                        help='sweeps between t = 0 frames (default: twice the frame spacing)')
+    parser.add_argument(
+        '--num-future',
+        type=int,
+        default=None,
+        help='override the number of future frames (short logs)')
+    parser.add_argument(
+        '--frame-stride',
+        type=int,
+        default=None,
+        help='sweeps between t = 0 frames (default: twice the frame spacing)')
     parser.add_argument('--max-logs', type=int, default=None)
     parser.add_argument('--max-frames-per-log', type=int, default=None)
-    parser.add_argument('--baselines', nargs='+', default=sorted(BASELINES),
-                        choices=sorted(BASELINES))
-    parser.add_argument('--clamp-to-box', action='store_true',
-                        help="the paper's variant: clamp depths to the box before L1/AbsRel")
-    parser.add_argument('--write-json', action='store_true',
-                        help='also write the challenge JSON files (queries, gt, submissions)')
+    parser.add_argument(
+        '--baselines', nargs='+', default=sorted(BASELINES), choices=sorted(BASELINES))
+    parser.add_argument(
+        '--clamp-to-box',
+        action='store_true',
+        help="the paper's variant: clamp depths to the box before L1/AbsRel")
+    parser.add_argument(
+        '--write-json',
+        action='store_true',
+        help='also write the challenge JSON files (queries, gt, submissions)')
     parser.add_argument('--out-dir', default='work_dirs/occ_forecasting')
     return parser.parse_args()
 
@@ -52,9 +62,12 @@ def main():
     split_dir = Path(args.root_path) / 'sensor' / args.split
 
     start = time.perf_counter()
-    frames = generate_query_frames(args.root_path, args.split, protocol,
-                                   max_frames_per_log=args.max_frames_per_log,
-                                   max_logs=args.max_logs)
+    frames = generate_query_frames(
+        args.root_path,
+        args.split,
+        protocol,
+        max_frames_per_log=args.max_frames_per_log,
+        max_logs=args.max_logs)
     if not frames:
         raise SystemExit(f'no benchmark frame in {split_dir}: every log is shorter than the '
                          f'{protocol.span_sweeps + 1} sweeps the {protocol.horizon} protocol '
@@ -67,23 +80,32 @@ def main():
         write_challenge_rays(frames, out_dir / 'ground_truth.json.gz', protocol.horizon,
                              'ground_truth')
 
-    summary = dict(root_path=str(args.root_path), split=args.split, protocol=vars(protocol),
-                   variant=VARIANTS[args.clamp_to_box], num_frames=len(frames),
-                   num_rays=num_rays, baselines={})
+    summary = dict(
+        root_path=str(args.root_path),
+        split=args.split,
+        protocol=vars(protocol),
+        variant=VARIANTS[args.clamp_to_box],
+        num_frames=len(frames),
+        num_rays=num_rays,
+        baselines={})
     for name in args.baselines:
         start = time.perf_counter()
         predictions = predict_frames(BASELINES[name](), frames, split_dir)
         predict_s = time.perf_counter() - start
         if args.write_json:
-            write_submission(predictions, out_dir / f'submission_{name}.json.gz',
-                             protocol.horizon)
+            write_submission(predictions, out_dir / f'submission_{name}.json.gz', protocol.horizon)
         print(f'[occ_forecasting] baseline {name}: {num_rays / predict_s:.0f} rays/s')
         start = time.perf_counter()
-        metrics = evaluate_frames(frames, predictions, clamp_to_box=args.clamp_to_box,
-                                  out_file=str(out_dir / f'metrics_{name}.json'))
+        metrics = evaluate_frames(
+            frames,
+            predictions,
+            clamp_to_box=args.clamp_to_box,
+            out_file=str(out_dir / f'metrics_{name}.json'))
         metric_s = time.perf_counter() - start
-        summary['baselines'][name] = dict(metrics=metrics, predict_rays_per_s=num_rays / predict_s,
-                                          metric_rays_per_s=num_rays / metric_s)
+        summary['baselines'][name] = dict(
+            metrics=metrics,
+            predict_rays_per_s=num_rays / predict_s,
+            metric_rays_per_s=num_rays / metric_s)
     print(f'\n{"baseline":>18} {"L1 (m)":>8} {"AbsRel (%)":>11} {"NFCD":>8} {"CD":>8}')
     for name, result in summary['baselines'].items():
         m = result['metrics']

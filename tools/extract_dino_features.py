@@ -20,22 +20,30 @@ def parse_args():
     parser.add_argument('--data-dir', required=True, help='folder that contains sensor/')
     parser.add_argument('--output-dir', required=True, help='cache folder')
     parser.add_argument('--weights', help='local official checkpoint (.pth)')
-    parser.add_argument('--backbone', default='dinov2_vits14',
-                        choices=sorted(DINOV2_ARCHS) + sorted(DINOV3_ARCHS))
-    parser.add_argument('--info-files', nargs='*', default=[],
-                        help='info pkl files; default: every sweep under --data-dir')
-    parser.add_argument('--splits', nargs='+', default=['train', 'val', 'test'],
-                        help='splits used without --info-files')
-    parser.add_argument('--image-short-side', type=int, default=448,
-                        help='short image side fed to the ViT (px)')
+    parser.add_argument(
+        '--backbone', default='dinov2_vits14', choices=sorted(DINOV2_ARCHS) + sorted(DINOV3_ARCHS))
+    parser.add_argument(
+        '--info-files',
+        nargs='*',
+        default=[],
+        help='info pkl files; default: every sweep under --data-dir')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['train', 'val', 'test'],
+        help='splits used without --info-files')
+    parser.add_argument(
+        '--image-short-side', type=int, default=448, help='short image side fed to the ViT (px)')
     parser.add_argument('--reduction', help='.npz feature reduction (e.g. PCA to 64-d)')
     parser.add_argument('--denoiser', help='local feature-denoiser checkpoint')
     parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
     parser.add_argument('--batch-size', type=int, default=8, help='images per forward')
     parser.add_argument('--sweeps-per-step', type=int, default=4)
     parser.add_argument('--max-sweeps', type=int, help='stop after this many new sweeps')
-    parser.add_argument('--allow-random-weights', action='store_true',
-                        help='run without --weights (timing and tests only)')
+    parser.add_argument(
+        '--allow-random-weights',
+        action='store_true',
+        help='run without --weights (timing and tests only)')
     return parser.parse_args()
 
 
@@ -45,10 +53,18 @@ def main():
         raise SystemExit('--weights is required (a local official checkpoint; nothing is '
                          'downloaded). Use --allow-random-weights only for timing runs.')
     stats = extract_dino_features(
-        args.data_dir, args.output_dir, args.weights, backbone=args.backbone,
-        info_files=args.info_files, splits=args.splits, image_short_side=args.image_short_side,
-        reduction=args.reduction, denoiser=args.denoiser, device=args.device,
-        batch_size=args.batch_size, sweeps_per_step=args.sweeps_per_step,
+        args.data_dir,
+        args.output_dir,
+        args.weights,
+        backbone=args.backbone,
+        info_files=args.info_files,
+        splits=args.splits,
+        image_short_side=args.image_short_side,
+        reduction=args.reduction,
+        denoiser=args.denoiser,
+        device=args.device,
+        batch_size=args.batch_size,
+        sweeps_per_step=args.sweeps_per_step,
         max_sweeps=args.max_sweeps)
     print(json.dumps(stats, indent=1))
 

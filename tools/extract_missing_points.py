@@ -17,15 +17,15 @@ def parse_args():
     parser.add_argument('--data-dir', required=True, help='folder that contains sensor/')
     parser.add_argument('--output-dir', help='cache folder (default <data-dir>/missing_rays)')
     parser.add_argument('--splits', nargs='+', default=['train', 'val', 'test'])
-    parser.add_argument('--fit-sweeps', type=int, default=30,
-                        help='sweeps per log used to fit the beam pattern')
+    parser.add_argument(
+        '--fit-sweeps', type=int, default=30, help='sweeps per log used to fit the beam pattern')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    out = extract_missing_rays(args.data_dir, args.output_dir, splits=args.splits,
-                               fit_sweeps=args.fit_sweeps)
+    out = extract_missing_rays(
+        args.data_dir, args.output_dir, splits=args.splits, fit_sweeps=args.fit_sweeps)
     print(f'[extract_missing_points] cache: {out}')
 
 

@@ -19,8 +19,8 @@ def parse_args():
     parser.add_argument('--data-dir', required=True, help='folder that contains sensor/')
     parser.add_argument('--output-dir', required=True)
     parser.add_argument('--weights', help='local official checkpoint (.pth)')
-    parser.add_argument('--backbone', default='dinov3_vits16',
-                        choices=sorted(DINOV3_ARCHS) + sorted(DINOV2_ARCHS))
+    parser.add_argument(
+        '--backbone', default='dinov3_vits16', choices=sorted(DINOV3_ARCHS) + sorted(DINOV2_ARCHS))
     parser.add_argument('--dim', type=int, default=64, help='reduced dimension')
     parser.add_argument('--info-files', nargs='*', default=[])
     parser.add_argument('--splits', nargs='+', default=['train'])
@@ -38,9 +38,16 @@ def main():
         raise SystemExit('--weights is required (a local official checkpoint).')
     out = Path(args.output_dir) / f'{args.backbone}_pca{args.dim}.npz'
     reduction = fit_feature_reduction(
-        args.data_dir, out, args.weights, backbone=args.backbone, dim=args.dim,
-        info_files=args.info_files, splits=args.splits, num_sweeps=args.num_sweeps,
-        points_per_sweep=args.points_per_sweep, image_short_side=args.image_short_side,
+        args.data_dir,
+        out,
+        args.weights,
+        backbone=args.backbone,
+        dim=args.dim,
+        info_files=args.info_files,
+        splits=args.splits,
+        num_sweeps=args.num_sweeps,
+        points_per_sweep=args.points_per_sweep,
+        image_short_side=args.image_short_side,
         device=args.device)
     var = reduction.explained_variance
     print(f'[generate_dinov3_reduction] wrote {out} ({reduction.matrix.shape[0]} -> '

@@ -14,8 +14,8 @@ from pathlib import Path
 try:
     from gasp.synthetic import PRESETS, generate_world
 except ImportError:  # not installed yet: use the in-repo package
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
-                                    'projects', 'GASP'))
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'projects', 'GASP'))
     from gasp.synthetic import PRESETS, generate_world
 
 
@@ -34,9 +34,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    logs = generate_world(args.out_dir, preset=args.preset, seed=args.seed, workers=args.workers,
-                          device=args.device, show_progress=not args.no_progress,
-                          overwrite=args.overwrite)
+    logs = generate_world(
+        args.out_dir,
+        preset=args.preset,
+        seed=args.seed,
+        workers=args.workers,
+        device=args.device,
+        show_progress=not args.no_progress,
+        overwrite=args.overwrite)
     size = sum(f.stat().st_size for log in logs for f in Path(log).rglob('*') if f.is_file())
     print(f'wrote {len(logs)} logs to {Path(args.out_dir) / "sensor"} in '
           f'{time.perf_counter() - start:.1f} s ({size / 2**20:.1f} MiB)')

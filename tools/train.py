@@ -17,16 +17,26 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Train a GASP model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--amp', action='store_true', default=False,
-                        help='mixed precision (bf16 autocast on GPU)')
+    parser.add_argument(
+        '--amp', action='store_true', default=False, help='mixed precision (bf16 autocast on GPU)')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale lr by batch size')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or from the latest checkpoint of the work dir '
-                        'when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint of the work dir '
+        'when no path is given')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -39,9 +49,11 @@ def use_cpu_processes(cfg):
     ``device_ids`` (which torch only accepts for GPU modules)."""
     print('[train] no GPU visible: processes train on CPU with the gloo backend')
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                 broadcast_buffers=False,
-                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel',
+        device_ids=None,
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
 def main():

@@ -19,17 +19,23 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 ann_file=info_dir + 'av2_occ_infos_train.pkl', pipeline=train_pipeline))
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file=info_dir + 'av2_occ_infos_train.pkl',
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 ann_file=info_dir + 'av2_occ_infos_val.pkl', pipeline=val_pipeline,
-                 test_mode=True))
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file=info_dir + 'av2_occ_infos_val.pkl',
+        pipeline=val_pipeline,
+        test_mode=True))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='OccupancyFieldMetric')
 test_evaluator = val_evaluator

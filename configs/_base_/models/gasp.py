@@ -16,13 +16,20 @@ model = dict(
         voxel_size=voxel_size,
         num_past_sweeps=num_past_sweeps,
         past_interval_s=past_interval_s,
-        occupancy_sampler=dict(type='OccupancyQuerySampler', num_queries=2**17,
-                               positive_margin=0.3, negative_margin=0.3),
-        ego_sampler=dict(type='EgoQuerySampler', num_queries=2**14,
-                         region_xy=point_cloud_range[:2] + point_cloud_range[3:5]),
+        occupancy_sampler=dict(
+            type='OccupancyQuerySampler',
+            num_queries=2**17,
+            positive_margin=0.3,
+            negative_margin=0.3),
+        ego_sampler=dict(
+            type='EgoQuerySampler',
+            num_queries=2**14,
+            region_xy=point_cloud_range[:2] + point_cloud_range[3:5]),
         num_feature_queries=2**14),
-    backbone=dict(type='BEVResNetFPN', in_channels=num_past_sweeps * num_height_slices,
-                  out_channels=bev_channels),
+    backbone=dict(
+        type='BEVResNetFPN',
+        in_channels=num_past_sweeps * num_height_slices,
+        out_channels=bev_channels),
     decoder=dict(
         type='ImplicitOccupancyDecoder',
         in_channels=bev_channels,
@@ -32,6 +39,6 @@ model = dict(
     losses=dict(
         occupancy=dict(type='OccupancyBCELoss', loss_weight=1.0),
         ego=dict(type='OccupancyBCELoss', loss_weight=1.0),
-        feature=dict(type='FeatureDistillationLoss', l1_weight=1.0, cosine_weight=1.0,
-                     loss_weight=1.0)),
+        feature=dict(
+            type='FeatureDistillationLoss', l1_weight=1.0, cosine_weight=1.0, loss_weight=1.0)),
     decoder_chunk=2**16)

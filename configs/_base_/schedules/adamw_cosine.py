@@ -2,13 +2,18 @@
 max_iters = 100000
 warmup_iters = 1000
 lr = 1e-3
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.01),
-                     clip_grad=dict(max_norm=10.0))
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.01),
+    clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters,
-         eta_min=lr * 1e-3),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters,
+        eta_min=lr * 1e-3),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
 val_cfg = dict(type='ValLoop')

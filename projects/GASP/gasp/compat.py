@@ -49,9 +49,9 @@ def allow_mmengine_checkpoints() -> None:
     ]
     # Concrete dtype classes (numpy >= 1.25 pickles dtypes by their class).
     numpy_globals += [
-        type(np.dtype(name)) for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
-                                          'uint16', 'uint32', 'uint64', 'float16', 'float32',
-                                          'float64')
+        type(np.dtype(name))
+        for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
+                     'uint64', 'float16', 'float32', 'float64')
     ]
     torch.serialization.add_safe_globals([HistoryBuffer, *numpy_globals])
 
@@ -73,8 +73,10 @@ def fix_spconv_cpu_backward() -> None:
     is absent, which is what the CPU kernels ignore anyway.
     """
     try:
-        modules = [importlib.import_module(f'spconv.pytorch.{name}')
-                   for name in ('cppcore', 'ops', 'hash', 'utils')]
+        modules = [
+            importlib.import_module(f'spconv.pytorch.{name}')
+            for name in ('cppcore', 'ops', 'hash', 'utils')
+        ]
     except ImportError:
         return
     for module in modules:

@@ -20,10 +20,11 @@ def pose_matrix(quat_wxyz: np.ndarray, translation: np.ndarray) -> np.ndarray:
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = np.moveaxis(q, -1, 0)
     rotation = np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
-    ], axis=-1).reshape(q.shape[:-1] + (3, 3))
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y), 2 *
+        (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x), 2 * (x * z - w * y), 2 *
+        (y * z + w * x), 1 - 2 * (x * x + y * y)
+    ],
+                        axis=-1).reshape(q.shape[:-1] + (3, 3))
     out = np.zeros(q.shape[:-1] + (4, 4))
     out[..., :3, :3] = rotation
     out[..., :3, 3] = translation

@@ -56,8 +56,8 @@ def match_nearest(sorted_ns: np.ndarray, wanted_ns: np.ndarray, tolerance_ns: in
     """Index of the nearest entry of ``sorted_ns`` for each wanted time, -1 if too far."""
     right = np.clip(np.searchsorted(sorted_ns, wanted_ns), 1, len(sorted_ns) - 1)
     left = right - 1
-    pick = np.where(np.abs(sorted_ns[left] - wanted_ns) <= np.abs(sorted_ns[right] - wanted_ns),
-                    left, right)
+    pick = np.where(
+        np.abs(sorted_ns[left] - wanted_ns) <= np.abs(sorted_ns[right] - wanted_ns), left, right)
     return np.where(np.abs(sorted_ns[pick] - wanted_ns) <= tolerance_ns, pick, -1)
 
 
@@ -67,12 +67,16 @@ def _log_table(log_dir: Path, root: Path, split: str, pose_ns: np.ndarray,
     intrinsics = read_intrinsics(log_dir)
     for name in LIDARS + RING_CAMERAS:
         if name not in ego_from_sensor:
-            raise AV2DataError(f'no extrinsics for sensor {name!r}', log_id=log_dir.name,
-                               path=str(log_dir / 'calibration' / 'egovehicle_SE3_sensor.feather'))
+            raise AV2DataError(
+                f'no extrinsics for sensor {name!r}',
+                log_id=log_dir.name,
+                path=str(log_dir / 'calibration' / 'egovehicle_SE3_sensor.feather'))
     for name in RING_CAMERAS:
         if name not in intrinsics:
-            raise AV2DataError(f'no intrinsics for camera {name!r}', log_id=log_dir.name,
-                               path=str(log_dir / 'calibration' / 'intrinsics.feather'))
+            raise AV2DataError(
+                f'no intrinsics for camera {name!r}',
+                log_id=log_dir.name,
+                path=str(log_dir / 'calibration' / 'intrinsics.feather'))
     map_files = sorted((log_dir / 'map').glob('log_map_archive_*.json'))
     city = map_files[0].stem.split('____')[-1].rsplit('_city_', 1)[0] if map_files else None
     ann = log_dir / 'annotations.feather'
@@ -85,7 +89,8 @@ def _log_table(log_dir: Path, root: Path, split: str, pose_ns: np.ndarray,
         map_dir=str((log_dir / 'map').relative_to(root)),
         pose_timestamps_ns=pose_ns,
         city_from_ego=city_from_ego,
-        ego_from_lidar={name: ego_from_sensor[name] for name in LIDARS},
+        ego_from_lidar={name: ego_from_sensor[name]
+                        for name in LIDARS},
         cameras={
             name: dict(ego_from_camera=ego_from_sensor[name], **intrinsics[name])
             for name in RING_CAMERAS
@@ -113,8 +118,9 @@ def log_samples(log_dir: Path, root: Path, split: str,
                           f'{span_s:.1f} s, shorter than the {need[1] - need[0]:.1f} s a '
                           'sample needs; skipped')
     tol_ns = int(timing.max_time_error_s * NS_PER_S)
-    offsets_ns = np.round(np.concatenate([timing.past_offsets_s(), timing.future_offsets_s()]) *
-                          NS_PER_S).astype(np.int64)
+    offsets_ns = np.round(
+        np.concatenate([timing.past_offsets_s(), timing.future_offsets_s()]) * NS_PER_S).astype(
+            np.int64)
     matched = match_nearest(lidar_ns, lidar_ns[:, None] + offsets_ns[None], tol_ns)  # (T, P + F)
     valid = np.flatnonzero((matched >= 0).all(1))[::timing.sample_stride]
     if len(valid) == 0:
@@ -127,9 +133,11 @@ def log_samples(log_dir: Path, root: Path, split: str,
     def check_poses(timestamps_ns: np.ndarray, what: str):
         missing = ~np.isin(timestamps_ns, pose_ns)
         if missing.any():
-            raise AV2DataError(f'city_SE3_egovehicle has no row for this {what} timestamp',
-                               log_id=log_dir.name, path=pose_path,
-                               timestamp_ns=int(timestamps_ns[missing][0]))
+            raise AV2DataError(
+                f'city_SE3_egovehicle has no row for this {what} timestamp',
+                log_id=log_dir.name,
+                path=pose_path,
+                timestamp_ns=int(timestamps_ns[missing][0]))
 
     num_past = timing.num_past_sweeps
     used = np.unique(matched[valid].ravel())
@@ -144,14 +152,17 @@ def log_samples(log_dir: Path, root: Path, split: str,
     for camera in RING_CAMERAS:
         stamps = list_camera_timestamps(log_dir, camera)
         wanted = lidar_ns[future_idx]
-        pick = (match_nearest(stamps, wanted, int(timing.camera_max_offset_s * NS_PER_S))
-                if len(stamps) else np.full(wanted.shape, -1))
+        pick = (
+            match_nearest(stamps, wanted, int(timing.camera_max_offset_s * NS_PER_S))
+            if len(stamps) else np.full(wanted.shape, -1))
         if (pick < 0).any():
             s, f = np.argwhere(pick < 0)[0]
             raise AV2DataError(
                 f'no {camera} image within {timing.camera_max_offset_s * 1e3:.0f} ms of this '
-                'future lidar sweep', log_id=log_dir.name,
-                path=str(log_dir / 'sensors' / 'cameras' / camera), timestamp_ns=int(wanted[s, f]),
+                'future lidar sweep',
+                log_id=log_dir.name,
+                path=str(log_dir / 'sensors' / 'cameras' / camera),
+                timestamp_ns=int(wanted[s, f]),
                 fix='restore the missing images, or move the log out of the data root and re-run '
                 'tools/create_data.py.')
         camera_ns[camera] = stamps[pick]
@@ -166,9 +177,9 @@ def log_samples(log_dir: Path, root: Path, split: str,
                 timestamp_ns=int(lidar_ns[ref]),
                 past_timestamps_ns=lidar_ns[matched[ref, :num_past]].tolist(),
                 future_timestamps_ns=lidar_ns[matched[ref, num_past:]].tolist(),
-                ego_path_timestamps_ns=lidar_ns[(lidar_ns >= lidar_ns[ref]) &
-                                                (lidar_ns <= lidar_ns[ref] + horizon_ns +
-                                                 tol_ns)].tolist(),
+                ego_path_timestamps_ns=lidar_ns[(lidar_ns >= lidar_ns[ref])
+                                                & (lidar_ns <= lidar_ns[ref] + horizon_ns +
+                                                   tol_ns)].tolist(),
                 future_camera_timestamps_ns={c: camera_ns[c][row].tolist()
                                              for c in RING_CAMERAS},
             ))
@@ -249,8 +260,13 @@ def create_av2_infos(root_path: str,
             for sample in samples:
                 sample['sample_idx'] = len(data_list)
                 data_list.append(sample)
-        metainfo = dict(dataset='av2', split=split, info_version=INFO_VERSION,
-                        timing=asdict(timing), cameras=list(RING_CAMERAS), lidars=list(LIDARS))
+        metainfo = dict(
+            dataset='av2',
+            split=split,
+            info_version=INFO_VERSION,
+            timing=asdict(timing),
+            cameras=list(RING_CAMERAS),
+            lidars=list(LIDARS))
         path = Path(out_dir) / f'{prefix}_infos_{split}.pkl'
         write_pickle_atomic(dict(metainfo=metainfo, data_list=data_list, logs=log_tables), path)
         print(f'[create_data] {split}: {len(data_list)} samples from {len(log_tables)} logs '

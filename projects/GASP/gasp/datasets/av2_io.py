@@ -29,12 +29,16 @@ def _read_table(path: Path, columns, log_id: str):
     try:
         table = read_feather(path)
     except Exception as err:  # pyarrow raises several types for corrupt files
-        raise AV2DataError(f'cannot read feather file ({type(err).__name__}: {err})',
-                           log_id=log_id, path=str(path)) from err
+        raise AV2DataError(
+            f'cannot read feather file ({type(err).__name__}: {err})',
+            log_id=log_id,
+            path=str(path)) from err
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise AV2DataError(f'columns {missing} are missing (found {list(table.columns)})',
-                           log_id=log_id, path=str(path))
+        raise AV2DataError(
+            f'columns {missing} are missing (found {list(table.columns)})',
+            log_id=log_id,
+            path=str(path))
     return table
 
 
@@ -48,8 +52,9 @@ def camera_path(log_dir: Path, camera: str, timestamp_ns: int) -> Path:
 
 def list_lidar_timestamps(log_dir: Path) -> np.ndarray:
     """Sorted (T,) int64 lidar sweep timestamps of a log, from the file names."""
-    return np.sort(np.array([int(p.stem) for p in (log_dir / 'sensors' / 'lidar').glob(
-        '*.feather')], dtype=np.int64))
+    return np.sort(
+        np.array([int(p.stem) for p in (log_dir / 'sensors' / 'lidar').glob('*.feather')],
+                 dtype=np.int64))
 
 
 def list_camera_timestamps(log_dir: Path, camera: str) -> np.ndarray:
@@ -71,8 +76,8 @@ def read_city_from_ego(log_dir: Path) -> Tuple[np.ndarray, np.ndarray]:
     values = table.loc[:, list(POSE_COLUMNS)].to_numpy(np.float64)[order]
     if not np.isfinite(values).all():
         bad = table['timestamp_ns'].to_numpy()[order][~np.isfinite(values).all(1)]
-        raise AV2DataError('non-finite ego pose', log_id=log_dir.name, path=str(path),
-                           timestamp_ns=int(bad[0]))
+        raise AV2DataError(
+            'non-finite ego pose', log_id=log_dir.name, path=str(path), timestamp_ns=int(bad[0]))
     return (table['timestamp_ns'].to_numpy(np.int64)[order],
             pose_matrix(values[:, :4], values[:, 4:]))
 
@@ -92,9 +97,14 @@ def read_intrinsics(log_dir: Path) -> Dict[str, dict]:
     cols = ('sensor_name', 'fx_px', 'fy_px', 'cx_px', 'cy_px', 'width_px', 'height_px')
     table = _read_table(path, cols, log_dir.name)
     return {
-        str(row.sensor_name): dict(fx=float(row.fx_px), fy=float(row.fy_px), cx=float(row.cx_px),
-                                   cy=float(row.cy_px), width=int(row.width_px),
-                                   height=int(row.height_px))
+        str(row.sensor_name):
+        dict(
+            fx=float(row.fx_px),
+            fy=float(row.fy_px),
+            cx=float(row.cx_px),
+            cy=float(row.cy_px),
+            width=int(row.width_px),
+            height=int(row.height_px))
         for row in table.itertuples()
     }
 
@@ -117,20 +127,26 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
     """
     timestamp_ns = int(path.stem) if path.stem.isdigit() else None
     if not path.is_file():
-        raise AV2DataError('lidar sweep file is missing', log_id=log_id, path=str(path),
-                           timestamp_ns=timestamp_ns)
+        raise AV2DataError(
+            'lidar sweep file is missing', log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
     try:
         table = pa_feather.read_table(path, memory_map=True)
     except Exception as err:  # pyarrow raises several types for corrupt files
-        raise AV2DataError(f'cannot read feather file ({type(err).__name__}: {err})',
-                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns) from err
+        raise AV2DataError(
+            f'cannot read feather file ({type(err).__name__}: {err})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=timestamp_ns) from err
     missing = [c for c in SWEEP_COLUMNS if c not in table.column_names]
     if missing:
-        raise AV2DataError(f'columns {missing} are missing (found {table.column_names})',
-                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
+        raise AV2DataError(
+            f'columns {missing} are missing (found {table.column_names})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=timestamp_ns)
     if table.num_rows == 0:
-        raise AV2DataError('lidar sweep has no points', log_id=log_id, path=str(path),
-                           timestamp_ns=timestamp_ns)
+        raise AV2DataError(
+            'lidar sweep has no points', log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
 
     def column(name, dtype):
         return table.column(name).to_numpy().astype(dtype, copy=False)
@@ -138,8 +154,13 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
     xyz = np.stack([column(c, np.float32) for c in 'xyz'], axis=1)
     if not np.isfinite(xyz).all():
         count = int((~np.isfinite(xyz).all(1)).sum())
-        raise AV2DataError(f'lidar sweep has {count} points with NaN or infinite coordinates',
-                           log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
-    return dict(xyz_ego=xyz, intensity=column('intensity', np.uint8),
-                laser_number=column('laser_number', np.uint8),
-                offset_ns=column('offset_ns', np.int32))
+        raise AV2DataError(
+            f'lidar sweep has {count} points with NaN or infinite coordinates',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=timestamp_ns)
+    return dict(
+        xyz_ego=xyz,
+        intensity=column('intensity', np.uint8),
+        laser_number=column('laser_number', np.uint8),
+        offset_ns=column('offset_ns', np.int32))

@@ -28,8 +28,7 @@ class AV2OccDataset(BaseDataset):
 
     METAINFO = dict(dataset='av2')
 
-    def __init__(self, ann_file: str, data_root: str, pipeline=(), max_samples: int = -1,
-                 **kwargs):
+    def __init__(self, ann_file: str, data_root: str, pipeline=(), max_samples: int = -1, **kwargs):
         self.max_samples = max_samples
         self.logs = {}
         # Built from mmdet3d's registry, so the dataset works whatever the default scope.
@@ -38,17 +37,23 @@ class AV2OccDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         if not osp.isfile(self.ann_file):
-            raise AV2DataError('info file not found', path=self.ann_file,
-                               fix='create it with `python tools/create_data.py av2 '
-                               '--root-path <data root> --out-dir <folder>`.')
+            raise AV2DataError(
+                'info file not found',
+                path=self.ann_file,
+                fix='create it with `python tools/create_data.py av2 '
+                '--root-path <data root> --out-dir <folder>`.')
         infos = load(self.ann_file)
         if not isinstance(infos, dict) or not {'metainfo', 'data_list', 'logs'} <= set(infos):
-            raise AV2DataError('not a GASP AV2 info file (needs metainfo, data_list, logs)',
-                               path=self.ann_file, fix='re-create it with tools/create_data.py.')
+            raise AV2DataError(
+                'not a GASP AV2 info file (needs metainfo, data_list, logs)',
+                path=self.ann_file,
+                fix='re-create it with tools/create_data.py.')
         version = infos['metainfo'].get('info_version')
         if version != INFO_VERSION:
-            raise AV2DataError(f'info file version {version}, this code reads {INFO_VERSION}',
-                               path=self.ann_file, fix='re-create it with tools/create_data.py.')
+            raise AV2DataError(
+                f'info file version {version}, this code reads {INFO_VERSION}',
+                path=self.ann_file,
+                fix='re-create it with tools/create_data.py.')
         for key, value in infos['metainfo'].items():
             self._metainfo.setdefault(key, value)
         self.logs = infos['logs']

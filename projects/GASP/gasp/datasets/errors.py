@@ -16,11 +16,13 @@ class AV2DataError(RuntimeError):
                  timestamp_ns: Optional[int] = None,
                  fix: str = 're-download or regenerate this log, or move it out of the data '
                  'root and re-run tools/create_data.py.'):
-        where = [f'log {log_id}' if log_id else None, f'file {path}' if path else None,
-                 f'timestamp_ns {timestamp_ns}' if timestamp_ns is not None else None]
+        where = [
+            f'log {log_id}' if log_id else None, f'file {path}' if path else None,
+            f'timestamp_ns {timestamp_ns}' if timestamp_ns is not None else None
+        ]
         where = ', '.join(w for w in where if w)
-        super().__init__(f'{problem} ({where}). What to do: {fix}' if where else
-                         f'{problem}. What to do: {fix}')
+        super().__init__(
+            f'{problem} ({where}). What to do: {fix}' if where else f'{problem}. What to do: {fix}')
         self.log_id = log_id
         self.path = path
         self.timestamp_ns = timestamp_ns

@@ -26,9 +26,11 @@ def city_from_ego_at(log: dict, timestamps_ns) -> np.ndarray:
     index = np.clip(np.searchsorted(table_ns, wanted), 0, len(table_ns) - 1)
     missing = table_ns[index] != wanted
     if missing.any():
-        raise AV2DataError('no ego pose row for this timestamp', log_id=log['log_id'],
-                           path=osp.join(log['log_dir'], 'city_SE3_egovehicle.feather'),
-                           timestamp_ns=int(wanted[missing][0]))
+        raise AV2DataError(
+            'no ego pose row for this timestamp',
+            log_id=log['log_id'],
+            path=osp.join(log['log_dir'], 'city_SE3_egovehicle.feather'),
+            timestamp_ns=int(wanted[missing][0]))
     return log['city_from_ego'][index]
 
 

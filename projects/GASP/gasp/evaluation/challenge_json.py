@@ -56,8 +56,11 @@ def _frame_id_to_ns(frame_id: str) -> int:
     return int(frame_id.split('.')[0])
 
 
-def write_challenge_rays(frames: List[OccForecastingFrame], path, horizon: str,
-                         kind: str = 'queries', decimals: int = DEFAULT_DECIMALS):
+def write_challenge_rays(frames: List[OccForecastingFrame],
+                         path,
+                         horizon: str,
+                         kind: str = 'queries',
+                         decimals: int = DEFAULT_DECIMALS):
     """Write query rays (``kind='queries'``) or ground truth (``'ground_truth'``) of frames.
 
     Args:
@@ -89,9 +92,13 @@ def write_challenge_rays(frames: List[OccForecastingFrame], path, horizon: str,
             past_ns=[int(t) for t in frame.past_timestamps_ns],
             future_ns=[int(t) for t in frame.future_timestamps_ns])
     return dump_json_atomic(
-        dict(queries=[dict(horizon=horizon, rays=rays)],
-             gasp=dict(format_version=FORMAT_VERSION, kind=kind, frame=FRAME_DESCRIPTION,
-                       timestamps=stamps)), path)
+        dict(
+            queries=[dict(horizon=horizon, rays=rays)],
+            gasp=dict(
+                format_version=FORMAT_VERSION,
+                kind=kind,
+                frame=FRAME_DESCRIPTION,
+                timestamps=stamps)), path)
 
 
 def read_challenge_rays(path) -> Tuple[str, List[OccForecastingFrame]]:
@@ -124,18 +131,22 @@ def read_challenge_rays(path) -> Tuple[str, List[OccForecastingFrame]]:
                                  f'{GT_COLUMNS}')
             steps = [s.reshape(-1, width) for s in steps]
             times = stamps.get(log_id, {}).get(frame_id, {})
-            frames.append(OccForecastingFrame(
-                log_id=log_id, timestamp_ns=_frame_id_to_ns(frame_id),
-                past_timestamps_ns=times.get('past_ns', []),
-                future_timestamps_ns=times.get('future_ns', []),
-                origins=[s[:, :3].astype(np.float32) for s in steps],
-                directions=[s[:, 3:6].astype(np.float32) for s in steps],
-                depths=([s[:, 6].astype(np.float32) for s in steps]
-                        if width == GT_COLUMNS else None)))
+            frames.append(
+                OccForecastingFrame(
+                    log_id=log_id,
+                    timestamp_ns=_frame_id_to_ns(frame_id),
+                    past_timestamps_ns=times.get('past_ns', []),
+                    future_timestamps_ns=times.get('future_ns', []),
+                    origins=[s[:, :3].astype(np.float32) for s in steps],
+                    directions=[s[:, 3:6].astype(np.float32) for s in steps],
+                    depths=([s[:, 6].astype(np.float32)
+                             for s in steps] if width == GT_COLUMNS else None)))
     return horizon, frames
 
 
-def write_submission(predictions: Predictions, path, horizon: str,
+def write_submission(predictions: Predictions,
+                     path,
+                     horizon: str,
                      decimals: int = DEFAULT_DECIMALS):
     """Write predicted depths in the challenge's submission layout (one ``[d]`` per ray).
 
@@ -149,14 +160,17 @@ def write_submission(predictions: Predictions, path, horizon: str,
         The written path.
     """
     rays = {
-        log_id: {frame_id: [_rows([d], decimals) for d in steps]
-                 for frame_id, steps in frames.items()}
+        log_id: {
+            frame_id: [_rows([d], decimals) for d in steps]
+            for frame_id, steps in frames.items()
+        }
         for log_id, frames in predictions.items()
     }
     return dump_json_atomic(
-        dict(queries=[dict(horizon=horizon, rays=rays)],
-             gasp=dict(format_version=FORMAT_VERSION, kind='submission',
-                       frame=FRAME_DESCRIPTION)), path)
+        dict(
+            queries=[dict(horizon=horizon, rays=rays)],
+            gasp=dict(format_version=FORMAT_VERSION, kind='submission', frame=FRAME_DESCRIPTION)),
+        path)
 
 
 def read_submission(path) -> Tuple[str, Predictions]:
@@ -169,7 +183,9 @@ def read_submission(path) -> Tuple[str, Predictions]:
         raise ValueError(f'{path}: not a 4D occupancy forecasting submission (expected '
                          '{"queries": [{"horizon", "rays"}]})') from err
     return horizon, {
-        log_id: {frame_id: [np.asarray(s, np.float32).reshape(-1) for s in steps]
-                 for frame_id, steps in frames.items()}
+        log_id: {
+            frame_id: [np.asarray(s, np.float32).reshape(-1) for s in steps]
+            for frame_id, steps in frames.items()
+        }
         for log_id, frames in rays.items()
     }

@@ -16,7 +16,9 @@ DEFAULT_CHUNK = 4096  # query points per cdist call: chunk x M distances in memo
 BACKENDS = ('auto', 'cdist', 'kdtree')
 
 
-def nearest_neighbour(queries: torch.Tensor, points: torch.Tensor, chunk: int = DEFAULT_CHUNK,
+def nearest_neighbour(queries: torch.Tensor,
+                      points: torch.Tensor,
+                      chunk: int = DEFAULT_CHUNK,
                       backend: str = 'auto'):
     """Nearest point of each query.
 
@@ -51,14 +53,18 @@ def nearest_neighbour(queries: torch.Tensor, points: torch.Tensor, chunk: int = 
     return index, (queries.double() - points[index].double()).square().sum(dim=1)
 
 
-def nearest_squared_distance(queries: torch.Tensor, points: torch.Tensor,
-                             chunk: int = DEFAULT_CHUNK, backend: str = 'auto') -> torch.Tensor:
+def nearest_squared_distance(queries: torch.Tensor,
+                             points: torch.Tensor,
+                             chunk: int = DEFAULT_CHUNK,
+                             backend: str = 'auto') -> torch.Tensor:
     """(N,) float64 squared distance (m^2) from each (N, 3) query to its nearest (M, 3) point;
     see :func:`nearest_neighbour`."""
     return nearest_neighbour(queries, points, chunk, backend)[1]
 
 
-def chamfer_distance_squared(pred: torch.Tensor, gt: torch.Tensor, chunk: int = DEFAULT_CHUNK,
+def chamfer_distance_squared(pred: torch.Tensor,
+                             gt: torch.Tensor,
+                             chunk: int = DEFAULT_CHUNK,
                              backend: str = 'auto') -> torch.Tensor:
     """Symmetric squared Chamfer distance, the benchmark's CD (SPEC s. 5)::
 

@@ -95,8 +95,8 @@ class ExpectedDepthRenderer(nn.Module):
             (R,) expected depth (m).
         """
         directions = directions / directions.norm(dim=1, keepdim=True)
-        times = torch.as_tensor(times, dtype=origins.dtype,
-                                device=origins.device).expand(origins.shape[0])
+        times = torch.as_tensor(
+            times, dtype=origins.dtype, device=origins.device).expand(origins.shape[0])
         near, far = self.ray_limits(origins, directions)
 
         def field_thickness(points, ray_index, lengths):
@@ -123,6 +123,12 @@ class ExpectedDepthRenderer(nn.Module):
         """
         if self.point_cloud_range is None:
             raise ValueError('ExpectedDepthRenderer.render_grid needs point_cloud_range')
-        return render_expected_depth(origins, directions, density, self.point_cloud_range,
-                                     self.voxel_size, self.step, self.max_depth,
-                                     min_transmittance=self.min_transmittance)
+        return render_expected_depth(
+            origins,
+            directions,
+            density,
+            self.point_cloud_range,
+            self.voxel_size,
+            self.step,
+            self.max_depth,
+            min_transmittance=self.min_transmittance)

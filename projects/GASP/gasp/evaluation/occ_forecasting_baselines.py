@@ -79,10 +79,10 @@ class StaticWorldBaseline:
     def render(self, density: torch.Tensor, origins: np.ndarray,
                directions: np.ndarray) -> np.ndarray:
         """(M,) float32 expected depths of rays through a density grid."""
-        depth = render_expected_depth(torch.as_tensor(origins, dtype=torch.float32),
-                                      torch.as_tensor(directions, dtype=torch.float32), density,
-                                      self.point_cloud_range, self.voxel_size, self.step,
-                                      self.max_depth)
+        depth = render_expected_depth(
+            torch.as_tensor(origins, dtype=torch.float32),
+            torch.as_tensor(directions, dtype=torch.float32), density, self.point_cloud_range,
+            self.voxel_size, self.step, self.max_depth)
         return depth.numpy().astype(np.float32)
 
     def future_points(self, log: UpLidarLog, frame: OccForecastingFrame) -> List[np.ndarray]:
@@ -91,7 +91,8 @@ class StaticWorldBaseline:
         stamps = frame.past_timestamps_ns[-count:] or [frame.timestamp_ns]
         points = np.concatenate([
             log.sweep_points_ref(stamp, frame.timestamp_ns, self.ego_box_lidar_xy)
-            for stamp in stamps])
+            for stamp in stamps
+        ])
         return [points] * len(frame.directions)
 
     def predict(self, log: UpLidarLog, frame: OccForecastingFrame) -> List[np.ndarray]:
@@ -123,8 +124,11 @@ class ConstantVelocityBaseline(StaticWorldBaseline):
         **kwargs: see :class:`StaticWorldBaseline`.
     """
 
-    def __init__(self, min_speed_mps: float = 2.5, max_speed_mps: float = 30.0,
-                 chunk: int = DEFAULT_CHUNK, **kwargs):
+    def __init__(self,
+                 min_speed_mps: float = 2.5,
+                 max_speed_mps: float = 30.0,
+                 chunk: int = DEFAULT_CHUNK,
+                 **kwargs):
         super().__init__(**kwargs)
         self.min_speed_mps = min_speed_mps
         self.max_speed_mps = max_speed_mps
@@ -152,8 +156,10 @@ class ConstantVelocityBaseline(StaticWorldBaseline):
         prev_ns = frame.past_timestamps_ns[-2]
         prev = log.sweep_points_ref(prev_ns, frame.timestamp_ns, self.ego_box_lidar_xy)
         velocity = self.velocities(points, prev, (frame.timestamp_ns - prev_ns) / NS_PER_S)
-        return [points + velocity * ((stamp - frame.timestamp_ns) / NS_PER_S)
-                for stamp in frame.future_timestamps_ns]
+        return [
+            points + velocity * ((stamp - frame.timestamp_ns) / NS_PER_S)
+            for stamp in frame.future_timestamps_ns
+        ]
 
 
 #: Baselines by name -> a factory (no arguments) of the baseline object.
@@ -181,6 +187,6 @@ def predict_frames(baseline: StaticWorldBaseline, frames: List[OccForecastingFra
     for frame in frames:
         if frame.log_id not in logs:
             logs[frame.log_id] = UpLidarLog(Path(split_dir) / frame.log_id)
-        predictions.setdefault(frame.log_id, {})[frame.frame_id] = baseline.predict(
-            logs[frame.log_id], frame)
+        predictions.setdefault(frame.log_id,
+                               {})[frame.frame_id] = baseline.predict(logs[frame.log_id], frame)
     return predictions

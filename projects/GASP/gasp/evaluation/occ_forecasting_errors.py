@@ -75,8 +75,12 @@ def occ_forecasting_step_errors(origins: torch.Tensor,
     error = (gt_d - pred_d).abs()
     gt_near = gt_cloud[inside_range(gt_cloud, near_field_range)]
     pred_near = pred_cloud[inside_range(pred_cloud, near_field_range)]
-    nfcd = (chamfer_distance_squared(pred_near, gt_near, chunk, chamfer_backend)
-            if len(gt_near) and len(pred_near) else torch.zeros((), dtype=torch.float64))
-    return dict(L1=float(error.mean()), AbsRel=float((error / gt_d).mean()),
-                CD=float(chamfer_distance_squared(pred_cloud, gt_cloud, chunk, chamfer_backend)),
-                NFCD=float(nfcd), num_rays=int(gt_depths.shape[0]))
+    nfcd = (
+        chamfer_distance_squared(pred_near, gt_near, chunk, chamfer_backend)
+        if len(gt_near) and len(pred_near) else torch.zeros((), dtype=torch.float64))
+    return dict(
+        L1=float(error.mean()),
+        AbsRel=float((error / gt_d).mean()),
+        CD=float(chamfer_distance_squared(pred_cloud, gt_cloud, chunk, chamfer_backend)),
+        NFCD=float(nfcd),
+        num_rays=int(gt_depths.shape[0]))

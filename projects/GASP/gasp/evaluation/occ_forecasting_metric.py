@@ -19,13 +19,14 @@ from .occ_forecasting_errors import METRIC_NAMES, occ_forecasting_step_errors
 from .occ_forecasting_protocol import NEAR_FIELD_RANGE
 from .query_rays import OccForecastingFrame
 
-VARIANTS = {False: 'plain (L1/AbsRel on unclamped depths)',
-            True: 'clamped (depths clamped to the near-field box before L1/AbsRel)'}
+VARIANTS = {
+    False: 'plain (L1/AbsRel on unclamped depths)',
+    True: 'clamped (depths clamped to the near-field box before L1/AbsRel)'
+}
 
 
 def _tensor(value, dtype=torch.float32) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value,
-                           dtype=dtype)
+    return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value, dtype=dtype)
 
 
 @METRICS.register_module()
@@ -96,11 +97,12 @@ class OccForecastingMetric(BaseMetric):
                     raise ValueError(f'OccForecastingMetric: non-finite predicted depths '
                                      f'({where}); the renderer must return finite depths')
                 row = occ_forecasting_step_errors(
-                    _tensor(origin).to(self.device), _tensor(direction).to(self.device),
-                    _tensor(gt).to(self.device), pred, self.near_field_range,
-                    self.clamp_to_box, self.chamfer_chunk, self.chamfer_backend)
-                row.update(log_id=sample['log_id'], timestamp_ns=int(sample['timestamp_ns']),
-                           step=step)
+                    _tensor(origin).to(self.device),
+                    _tensor(direction).to(self.device),
+                    _tensor(gt).to(self.device), pred, self.near_field_range, self.clamp_to_box,
+                    self.chamfer_chunk, self.chamfer_backend)
+                row.update(
+                    log_id=sample['log_id'], timestamp_ns=int(sample['timestamp_ns']), step=step)
                 rows.append(row)
             self.results.append(rows)
 
@@ -113,21 +115,31 @@ class OccForecastingMetric(BaseMetric):
         per_step = {}
         for step in sorted({r['step'] for r in results}):
             rows = [r for r in results if r['step'] == step]
-            per_step[step] = {name: float(np.mean([r[name] for r in rows]))
-                              for name in METRIC_NAMES}
-        print_log('\n' + format_table(metrics, per_step, len(results), self.variant),
-                  logger='current')
+            per_step[step] = {
+                name: float(np.mean([r[name] for r in rows]))
+                for name in METRIC_NAMES
+            }
+        print_log(
+            '\n' + format_table(metrics, per_step, len(results), self.variant), logger='current')
         if self.out_file:
-            dump_json_atomic(dict(metrics=metrics, variant=self.variant,
-                                  near_field_range=list(self.near_field_range),
-                                  num_rows=len(results),
-                                  per_step={str(k): v for k, v in per_step.items()},
-                                  rows=results), self.out_file, indent=1)
+            dump_json_atomic(
+                dict(
+                    metrics=metrics,
+                    variant=self.variant,
+                    near_field_range=list(self.near_field_range),
+                    num_rows=len(results),
+                    per_step={
+                        str(k): v
+                        for k, v in per_step.items()
+                    },
+                    rows=results),
+                self.out_file,
+                indent=1)
         return metrics
 
 
-def format_table(metrics: Dict[str, float], per_step: Dict[int, Dict[str, float]],
-                 num_rows: int, variant: str) -> str:
+def format_table(metrics: Dict[str, float], per_step: Dict[int, Dict[str, float]], num_rows: int,
+                 variant: str) -> str:
     """Text table: one line per future step and the overall means (AbsRel in %)."""
     header = f'{"step":>8} {"L1 (m)":>10} {"AbsRel (%)":>11} {"NFCD (m^2)":>11} {"CD (m^2)":>10}'
 
@@ -135,8 +147,9 @@ def format_table(metrics: Dict[str, float], per_step: Dict[int, Dict[str, float]
         return (f'{name:>8} {values["L1"]:10.3f} {100 * values["AbsRel"]:11.2f} '
                 f'{values["NFCD"]:11.3f} {values["CD"]:10.3f}')
 
-    lines = [f'4D occupancy forecasting, {num_rows} (log, frame, step) rows, variant: {variant}',
-             header]
+    lines = [
+        f'4D occupancy forecasting, {num_rows} (log, frame, step) rows, variant: {variant}', header
+    ]
     lines += [line(str(step + 1), values) for step, values in per_step.items()]
     lines.append(line('all', metrics))
     return '\n'.join(lines)
@@ -167,7 +180,13 @@ def evaluate_frames(gt_frames: List[OccForecastingFrame], predictions: Predictio
             raise ValueError(f'log {frame.log_id} frame {frame.frame_id}: predicted ray counts '
                              f'{[len(p) for p in pred]} differ from the queries '
                              f'{[len(d) for d in frame.depths]}')
-        metric.process(None, [dict(log_id=frame.log_id, timestamp_ns=frame.timestamp_ns,
-                                   origins=frame.origins, directions=frame.directions,
-                                   gt_depths=frame.depths, pred_depths=pred)])
+        metric.process(None, [
+            dict(
+                log_id=frame.log_id,
+                timestamp_ns=frame.timestamp_ns,
+                origins=frame.origins,
+                directions=frame.directions,
+                gt_depths=frame.depths,
+                pred_depths=pred)
+        ])
     return metric.compute_metrics(metric.results)

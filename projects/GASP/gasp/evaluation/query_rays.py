@@ -96,7 +96,8 @@ def future_query_rays(log: UpLidarLog, timestamp_ns: int, future_timestamps_ns: 
     return origins, directions, depths
 
 
-def log_query_frames(log_dir, protocol: OccForecastingProtocol,
+def log_query_frames(log_dir,
+                     protocol: OccForecastingProtocol,
                      max_frames: Optional[int] = None) -> List[OccForecastingFrame]:
     """Benchmark frames of one log with their query rays and ground-truth depths.
 
@@ -115,11 +116,15 @@ def log_query_frames(log_dir, protocol: OccForecastingProtocol,
         stamp = int(log.lidar_ns[k])
         future_ns = [int(log.lidar_ns[k + o]) for o in future]
         origins, directions, depths = future_query_rays(log, stamp, future_ns, protocol)
-        frames.append(OccForecastingFrame(
-            log_id=log.log_id, timestamp_ns=stamp,
-            past_timestamps_ns=[int(log.lidar_ns[k + o]) for o in past],
-            future_timestamps_ns=future_ns, origins=origins, directions=directions,
-            depths=depths))
+        frames.append(
+            OccForecastingFrame(
+                log_id=log.log_id,
+                timestamp_ns=stamp,
+                past_timestamps_ns=[int(log.lidar_ns[k + o]) for o in past],
+                future_timestamps_ns=future_ns,
+                origins=origins,
+                directions=directions,
+                depths=depths))
     return frames
 
 
@@ -131,13 +136,17 @@ def split_log_dirs(root_path, split: str) -> List[Path]:
     """
     split_dir = Path(root_path) / 'sensor' / split
     if not split_dir.is_dir():
-        raise AV2DataError(f'no split folder {split!r}', path=str(split_dir),
-                           fix='pass the folder that contains sensor/<split>/<log_id> as the '
-                           'root path.')
+        raise AV2DataError(
+            f'no split folder {split!r}',
+            path=str(split_dir),
+            fix='pass the folder that contains sensor/<split>/<log_id> as the '
+            'root path.')
     return sorted(p for p in split_dir.iterdir() if (p / 'sensors' / 'lidar').is_dir())
 
 
-def generate_query_frames(root_path, split: str, protocol: OccForecastingProtocol,
+def generate_query_frames(root_path,
+                          split: str,
+                          protocol: OccForecastingProtocol,
                           max_frames_per_log: Optional[int] = None,
                           max_logs: Optional[int] = None) -> List[OccForecastingFrame]:
     """Benchmark frames of every log of a split, logs sorted by id.

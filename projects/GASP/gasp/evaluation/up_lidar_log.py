@@ -42,12 +42,16 @@ class UpLidarLog:
         self.lidar_ns = list_lidar_timestamps(self.log_dir)
         pose_ns, city_from_ego = read_city_from_ego(self.log_dir)
         # The table that gasp.datasets.log_frames looks poses up in.
-        self.pose_table = dict(log_id=self.log_id, log_dir=str(self.log_dir),
-                               pose_timestamps_ns=pose_ns, city_from_ego=city_from_ego)
+        self.pose_table = dict(
+            log_id=self.log_id,
+            log_dir=str(self.log_dir),
+            pose_timestamps_ns=pose_ns,
+            city_from_ego=city_from_ego)
         ego_from_sensor = read_ego_from_sensor(self.log_dir)
         if REFERENCE_LIDAR not in ego_from_sensor:
             raise AV2DataError(
-                f'no extrinsics for {REFERENCE_LIDAR!r}', log_id=self.log_id,
+                f'no extrinsics for {REFERENCE_LIDAR!r}',
+                log_id=self.log_id,
                 path=str(self.log_dir / 'calibration' / 'egovehicle_SE3_sensor.feather'))
         self.ego_from_lidar = ego_from_sensor[REFERENCE_LIDAR]
         self.lidar_from_ego = invert(self.ego_from_lidar)
@@ -83,5 +87,5 @@ class UpLidarLog:
         """(N, 3) float64 ego-free returns of a sweep in the up_lidar frame at the reference
         time."""
         points = self.sweep_points_lidar(timestamp_ns, ego_box_lidar_xy)
-        return transform_points(self.ref_lidar_from_lidar([timestamp_ns], ref_timestamp_ns)[0],
-                                points)
+        return transform_points(
+            self.ref_lidar_from_lidar([timestamp_ns], ref_timestamp_ns)[0], points)

@@ -76,7 +76,8 @@ class GASP(BaseModel):
         return torch.cat([
             self.decoder(bev, chunk, head=head)
             for chunk in queries.split(self.decoder_chunk, dim=1)
-        ], dim=1)
+        ],
+                         dim=1)
 
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         bev = self.extract_bev(inputs)
@@ -123,7 +124,10 @@ class GASP(BaseModel):
         return list(data_samples)
 
     @torch.no_grad()
-    def render_bev(self, bev: torch.Tensor, head: str, times_s: Sequence[float],
+    def render_bev(self,
+                   bev: torch.Tensor,
+                   head: str,
+                   times_s: Sequence[float],
                    z: float = 0.0) -> torch.Tensor:
         """Dense (T, H', W') logits of ``head`` at the centres of the BEV feature cells, at
         height ``z`` (m) and each time in ``times_s`` (s)."""
@@ -134,8 +138,11 @@ class GASP(BaseModel):
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
         out = []
         for t in times_s:
-            queries = torch.stack([grid_x, grid_y, torch.full_like(grid_x, z),
-                                   torch.full_like(grid_x, float(t))], dim=-1).view(1, -1, 4)
+            queries = torch.stack(
+                [grid_x, grid_y,
+                 torch.full_like(grid_x, z),
+                 torch.full_like(grid_x, float(t))],
+                dim=-1).view(1, -1, 4)
             out.append(self.query(bev, queries, head).view(height, width))
         return torch.stack(out)
 

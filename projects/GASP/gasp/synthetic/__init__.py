@@ -12,5 +12,7 @@ from .generate import SIDECAR_DIR, generate_log, generate_world, log_tasks
 from .presets import PRESETS, SyntheticPreset, get_preset
 from .scene import Scene, build_scene
 
-__all__ = ['generate_world', 'generate_log', 'log_tasks', 'PRESETS', 'SyntheticPreset',
-           'get_preset', 'Scene', 'build_scene', 'SIDECAR_DIR']
+__all__ = [
+    'generate_world', 'generate_log', 'log_tasks', 'PRESETS', 'SyntheticPreset', 'get_preset',
+    'Scene', 'build_scene', 'SIDECAR_DIR'
+]

@@ -9,9 +9,8 @@ from .transforms import invert_se3, make_se3, quat_wxyz_from_rotation, rotation_
 
 #: Objects farther than this from the ego (xy, ego frame) are not labelled.
 LABEL_RANGE_M = 100.0
-ANNOTATION_COLUMNS = ('timestamp_ns', 'track_uuid', 'category', 'length_m', 'width_m',
-                      'height_m', 'qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m',
-                      'num_interior_pts')
+ANNOTATION_COLUMNS = ('timestamp_ns', 'track_uuid', 'category', 'length_m', 'width_m', 'height_m',
+                      'qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m', 'num_interior_pts')
 #: Cuboid dimensions and poses are stored as float32, as in AV2's annotation files.
 CUBOID_DTYPE = np.float32
 
@@ -43,7 +42,7 @@ def sweep_annotations(scene: Scene, sweep_index: int, points_ego: np.ndarray) ->
     ts = int(scene.sweep_ns[sweep_index])
     t_s = float(scene.seconds(ts))
     ego_from_world = invert_se3(scene.world_from_ego(t_s))
-    states = scene.object_states_at(t_s)                                    # (O, 4)
+    states = scene.object_states_at(t_s)  # (O, 4)
     pts = points_ego.astype(np.float64)
     cuboids = []
     for o, shape in enumerate(scene.shapes):
@@ -52,8 +51,10 @@ def sweep_annotations(scene: Scene, sweep_index: int, points_ego: np.ndarray) ->
         x, y, z, yaw = states[o]
         center_local, size = shape.cuboid()
         c, s = np.cos(yaw), np.sin(yaw)
-        center_w = np.array([x + c * center_local[0] - s * center_local[1],
-                             y + s * center_local[0] + c * center_local[1], z + center_local[2]])
+        center_w = np.array([
+            x + c * center_local[0] - s * center_local[1],
+            y + s * center_local[0] + c * center_local[1], z + center_local[2]
+        ])
         world_from_obj = make_se3(rotation_from_ypr(yaw, 0.0, 0.0), center_w)
         ego_from_obj = ego_from_world @ world_from_obj
         if np.hypot(*ego_from_obj[:2, 3]) > LABEL_RANGE_M:
@@ -71,12 +72,22 @@ def sweep_annotations(scene: Scene, sweep_index: int, points_ego: np.ndarray) ->
                                          size.astype(np.float64))
     rows = []
     for k, (o, _, _) in enumerate(cuboids):
-        rows.append(dict(
-            timestamp_ns=ts, track_uuid=scene.track_uuids[o], category=scene.shapes[o].category,
-            length_m=size[k, 0], width_m=size[k, 1], height_m=size[k, 2],
-            qw=quat[k, 0], qx=quat[k, 1], qy=quat[k, 2], qz=quat[k, 3],
-            tx_m=trans[k, 0], ty_m=trans[k, 1], tz_m=trans[k, 2],
-            num_interior_pts=int(counts[k])))
+        rows.append(
+            dict(
+                timestamp_ns=ts,
+                track_uuid=scene.track_uuids[o],
+                category=scene.shapes[o].category,
+                length_m=size[k, 0],
+                width_m=size[k, 1],
+                height_m=size[k, 2],
+                qw=quat[k, 0],
+                qx=quat[k, 1],
+                qy=quat[k, 2],
+                qz=quat[k, 3],
+                tx_m=trans[k, 0],
+                ty_m=trans[k, 1],
+                tz_m=trans[k, 2],
+                num_interior_pts=int(counts[k])))
     return rows
 
 
@@ -98,8 +109,8 @@ def count_interior_points_batch(points_ego: np.ndarray, rotations: np.ndarray,
     for k in range(len(rotations)):
         near = np.abs(points_ego - translations[k]).max(axis=1) <= radius[k]
         if near.any():
-            counts[k] = count_interior_points(
-                points_ego[near], make_se3(rotations[k], translations[k]), sizes_lwh[k])
+            counts[k] = count_interior_points(points_ego[near],
+                                              make_se3(rotations[k], translations[k]), sizes_lwh[k])
     return counts
 
 

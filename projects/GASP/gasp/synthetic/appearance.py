@@ -13,29 +13,68 @@ G = GroundMaterial
 
 #: RGB in [0, 1] per object material.
 OBJECT_RGB = {
-    M.CAR_BODY: (0.75, 0.12, 0.10), M.SUV_BODY: (0.12, 0.25, 0.70),
-    M.TRUCK_BODY: (0.92, 0.90, 0.82), M.BUS_BODY: (0.95, 0.75, 0.10),
-    M.GLASS: (0.10, 0.14, 0.20), M.SHIRT: (0.70, 0.20, 0.70), M.TROUSERS: (0.15, 0.15, 0.30),
-    M.SKIN: (0.85, 0.65, 0.50), M.BIKE_FRAME: (0.05, 0.05, 0.05), M.RIDER: (0.95, 0.50, 0.05),
-    M.BUILDING: (0.80, 0.72, 0.58), M.WALL: (0.60, 0.30, 0.22), M.POLE: (0.40, 0.42, 0.45),
-    M.BOLLARD: (0.95, 0.85, 0.10), M.CONE: (1.00, 0.45, 0.05), M.SIGN: (0.10, 0.35, 0.80),
-    M.STOP_SIGN: (0.85, 0.05, 0.05), M.TRUNK: (0.40, 0.26, 0.13), M.FOLIAGE: (0.15, 0.50, 0.15),
-    M.BARREL: (0.95, 0.40, 0.05), M.EGO_BODY: (0.3, 0.3, 0.3),
+    M.CAR_BODY: (0.75, 0.12, 0.10),
+    M.SUV_BODY: (0.12, 0.25, 0.70),
+    M.TRUCK_BODY: (0.92, 0.90, 0.82),
+    M.BUS_BODY: (0.95, 0.75, 0.10),
+    M.GLASS: (0.10, 0.14, 0.20),
+    M.SHIRT: (0.70, 0.20, 0.70),
+    M.TROUSERS: (0.15, 0.15, 0.30),
+    M.SKIN: (0.85, 0.65, 0.50),
+    M.BIKE_FRAME: (0.05, 0.05, 0.05),
+    M.RIDER: (0.95, 0.50, 0.05),
+    M.BUILDING: (0.80, 0.72, 0.58),
+    M.WALL: (0.60, 0.30, 0.22),
+    M.POLE: (0.40, 0.42, 0.45),
+    M.BOLLARD: (0.95, 0.85, 0.10),
+    M.CONE: (1.00, 0.45, 0.05),
+    M.SIGN: (0.10, 0.35, 0.80),
+    M.STOP_SIGN: (0.85, 0.05, 0.05),
+    M.TRUNK: (0.40, 0.26, 0.13),
+    M.FOLIAGE: (0.15, 0.50, 0.15),
+    M.BARREL: (0.95, 0.40, 0.05),
+    M.EGO_BODY: (0.3, 0.3, 0.3),
 }
 #: Lidar reflectivity (0-255 scale before the incidence factor) per object material.
 OBJECT_INTENSITY = {
-    M.CAR_BODY: 22, M.SUV_BODY: 20, M.TRUCK_BODY: 35, M.BUS_BODY: 40, M.GLASS: 6, M.SHIRT: 12,
-    M.TROUSERS: 8, M.SKIN: 10, M.BIKE_FRAME: 30, M.RIDER: 14, M.BUILDING: 30, M.WALL: 25,
-    M.POLE: 45, M.BOLLARD: 120, M.CONE: 160, M.SIGN: 230, M.STOP_SIGN: 230, M.TRUNK: 12,
-    M.FOLIAGE: 9, M.BARREL: 150, M.EGO_BODY: 5,
+    M.CAR_BODY: 22,
+    M.SUV_BODY: 20,
+    M.TRUCK_BODY: 35,
+    M.BUS_BODY: 40,
+    M.GLASS: 6,
+    M.SHIRT: 12,
+    M.TROUSERS: 8,
+    M.SKIN: 10,
+    M.BIKE_FRAME: 30,
+    M.RIDER: 14,
+    M.BUILDING: 30,
+    M.WALL: 25,
+    M.POLE: 45,
+    M.BOLLARD: 120,
+    M.CONE: 160,
+    M.SIGN: 230,
+    M.STOP_SIGN: 230,
+    M.TRUNK: 12,
+    M.FOLIAGE: 9,
+    M.BARREL: 150,
+    M.EGO_BODY: 5,
 }
 GROUND_RGB = {
-    G.ASPHALT: (0.30, 0.30, 0.32), G.PAINT_WHITE: (0.92, 0.92, 0.90),
-    G.PAINT_YELLOW: (0.90, 0.78, 0.15), G.CROSSWALK: (0.95, 0.95, 0.95),
-    G.SIDEWALK: (0.62, 0.60, 0.58), G.GRASS: (0.25, 0.45, 0.18),
+    G.ASPHALT: (0.30, 0.30, 0.32),
+    G.PAINT_WHITE: (0.92, 0.92, 0.90),
+    G.PAINT_YELLOW: (0.90, 0.78, 0.15),
+    G.CROSSWALK: (0.95, 0.95, 0.95),
+    G.SIDEWALK: (0.62, 0.60, 0.58),
+    G.GRASS: (0.25, 0.45, 0.18),
 }
-GROUND_INTENSITY = {G.ASPHALT: 10, G.PAINT_WHITE: 90, G.PAINT_YELLOW: 80, G.CROSSWALK: 95,
-                    G.SIDEWALK: 28, G.GRASS: 7}
+GROUND_INTENSITY = {
+    G.ASPHALT: 10,
+    G.PAINT_WHITE: 90,
+    G.PAINT_YELLOW: 80,
+    G.CROSSWALK: 95,
+    G.SIDEWALK: 28,
+    G.GRASS: 7
+}
 SKY_TOP = (0.35, 0.55, 0.85)
 SKY_HORIZON = (0.80, 0.87, 0.95)
 SUN_DIR = (0.35, 0.25, 0.90)
@@ -43,8 +82,10 @@ SUN_DIR = (0.35, 0.25, 0.90)
 
 def _table(mapping, device, dtype=torch.float32):
     size = max(int(k) for k in mapping) + 1
-    out = torch.zeros((size,) + ((3,) if isinstance(next(iter(mapping.values())), tuple) else ()),
-                      device=device, dtype=dtype)
+    out = torch.zeros(
+        (size, ) + ((3, ) if isinstance(next(iter(mapping.values())), tuple) else ()),
+        device=device,
+        dtype=dtype)
     for k, v in mapping.items():
         out[int(k)] = torch.tensor(v, device=device, dtype=dtype)
     return out
@@ -73,9 +114,10 @@ def object_texture(material: torch.Tensor, local: torch.Tensor, half: torch.Tens
         torch.remainder(local[:, 2] + half[:, 2], 0.3) < 0.12)
     brick = (material == M.WALL) & (torch.remainder(local[:, 2] + half[:, 2], 0.25) < 0.03)
     rgb = torch.where((win_b | win_bus)[:, None], dark, rgb)
-    rgb = torch.where(stripes[:, None], torch.where(material[:, None] == M.BOLLARD,
-                                                    torch.zeros_like(rgb),
-                                                    torch.ones_like(rgb) * 0.95), rgb)
+    rgb = torch.where(
+        stripes[:, None],
+        torch.where(material[:, None] == M.BOLLARD, torch.zeros_like(rgb),
+                    torch.ones_like(rgb) * 0.95), rgb)
     rgb = torch.where(brick[:, None], rgb * 0.6 + 0.3, rgb)
     leaf = (material == M.FOLIAGE)[:, None]
     rgb = torch.where(leaf, rgb * (0.7 + 0.6 * _hash_noise(local, 0.4))[:, None], rgb)
@@ -85,8 +127,8 @@ def object_texture(material: torch.Tensor, local: torch.Tensor, half: torch.Tens
 def ground_texture(material: torch.Tensor, p_world: torch.Tensor) -> torch.Tensor:
     """Colour (M, 3) of ground hits from the ground material and world position."""
     rgb = _table(GROUND_RGB, p_world.device, p_world.dtype)[material.long()]
-    noise = 0.85 + 0.3 * _hash_noise(p_world * torch.tensor([1.0, 1.0, 0.0], device=p_world.device,
-                                                            dtype=p_world.dtype), 0.25)
+    noise = 0.85 + 0.3 * _hash_noise(
+        p_world * torch.tensor([1.0, 1.0, 0.0], device=p_world.device, dtype=p_world.dtype), 0.25)
     grass = material == G.GRASS
     noise = torch.where(grass, 0.7 + 0.6 * _hash_noise(p_world, 0.15), noise)
     return rgb * noise[:, None]

@@ -69,8 +69,14 @@ def write_npz(path: Path, **arrays) -> None:
 def pose_columns(mats: np.ndarray) -> Dict[str, np.ndarray]:
     """The 7 AV2 pose columns (float64) from (N, 4, 4) transforms."""
     q = quat_wxyz_from_rotation(mats[:, :3, :3])
-    cols = dict(qw=q[:, 0], qx=q[:, 1], qy=q[:, 2], qz=q[:, 3],
-                tx_m=mats[:, 0, 3], ty_m=mats[:, 1, 3], tz_m=mats[:, 2, 3])
+    cols = dict(
+        qw=q[:, 0],
+        qx=q[:, 1],
+        qy=q[:, 2],
+        qz=q[:, 3],
+        tx_m=mats[:, 0, 3],
+        ty_m=mats[:, 1, 3],
+        tz_m=mats[:, 2, 3])
     return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
 
 
@@ -96,15 +102,21 @@ def write_calibration(cameras: Dict[str, CameraModel], lidars: Dict[str, np.ndar
         'fy_px': np.array([c.fy for c in cams], np.float64),
         'cx_px': np.array([c.cx for c in cams], np.float64),
         'cy_px': np.array([c.cy for c in cams], np.float64),
-        'k1': np.zeros(len(cams)), 'k2': np.zeros(len(cams)), 'k3': np.zeros(len(cams)),
+        'k1': np.zeros(len(cams)),
+        'k2': np.zeros(len(cams)),
+        'k3': np.zeros(len(cams)),
         'height_px': np.array([c.height for c in cams], np.uint16),
-        'width_px': np.array([c.width for c in cams], np.uint16)})
+        'width_px': np.array([c.width for c in cams], np.uint16)
+    })
     write_feather(intr, log_dir / 'calibration' / 'intrinsics.feather')
 
 
 def _points(xy: np.ndarray, z: np.ndarray, offset: np.ndarray) -> list:
-    return [{'x': float(p[0] + offset[0]), 'y': float(p[1] + offset[1]),
-             'z': float(h + offset[2])} for p, h in zip(xy, z)]
+    return [{
+        'x': float(p[0] + offset[0]),
+        'y': float(p[1] + offset[1]),
+        'z': float(h + offset[2])
+    } for p, h in zip(xy, z)]
 
 
 def map_archive_name(scene: Scene, map_number: int) -> str:
@@ -120,7 +132,8 @@ def vector_map(scene: Scene) -> dict:
     for seg_id, seg in scene.net.lane_segments.items():
         left, right = seg['left_boundary'], seg['right_boundary']
         lanes[str(seg_id)] = {
-            'id': int(seg_id), 'is_intersection': bool(seg['is_intersection']),
+            'id': int(seg_id),
+            'is_intersection': bool(seg['is_intersection']),
             'lane_type': seg['lane_type'],
             'left_lane_boundary': _points(left, height(left), off),
             'left_lane_mark_type': seg['left_lane_mark_type'],
@@ -139,8 +152,11 @@ def vector_map(scene: Scene) -> dict:
     crossings = {}
     for k, (edge1, edge2) in enumerate(scene.net.crossings):
         cid = first_id + len(areas) + k
-        crossings[str(cid)] = {'edge1': _points(edge1, height(edge1), off),
-                               'edge2': _points(edge2, height(edge2), off), 'id': cid}
+        crossings[str(cid)] = {
+            'edge1': _points(edge1, height(edge1), off),
+            'edge2': _points(edge2, height(edge2), off),
+            'id': cid
+        }
     return {'pedestrian_crossings': crossings, 'lane_segments': lanes, 'drivable_areas': areas}
 
 
@@ -164,8 +180,11 @@ def write_map(scene: Scene, log_dir: Path, map_number: int) -> None:
     heights = ground.height_at(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gy.shape)
     write_npy((heights + scene.city_offset[2]).astype(np.float16),
               map_dir / f'{scene.log_id}_ground_height_surface____{scene.city_name}.npy')
-    sim2 = {'R': [1.0, 0.0, 0.0, 1.0], 't': [-float(city_min[0]), -float(city_min[1])],
-            's': 1.0 / res}
+    sim2 = {
+        'R': [1.0, 0.0, 0.0, 1.0],
+        't': [-float(city_min[0]), -float(city_min[1])],
+        's': 1.0 / res
+    }
     write_json(sim2, map_dir / f'{scene.log_id}___img_Sim2_city.json')
 
 
@@ -193,8 +212,14 @@ def write_png16(array: np.ndarray, path: Path) -> None:
 def object_table(scene: Scene, dynamic: Iterable[bool]) -> pd.DataFrame:
     """Ground-truth object table (``synthetic_gt/objects.feather``; not part of AV2)."""
     return pd.DataFrame({
-        'object_id': np.arange(len(scene.shapes), dtype=np.int32) + 2,
-        'track_uuid': pd.Series(scene.track_uuids, dtype=object),
-        'category': pd.Series([s.category or '' for s in scene.shapes], dtype=object),
-        'kind': pd.Series([s.kind for s in scene.shapes], dtype=object),
-        'dynamic': np.asarray(list(dynamic), dtype=bool)})
+        'object_id':
+        np.arange(len(scene.shapes), dtype=np.int32) + 2,
+        'track_uuid':
+        pd.Series(scene.track_uuids, dtype=object),
+        'category':
+        pd.Series([s.category or '' for s in scene.shapes], dtype=object),
+        'kind':
+        pd.Series([s.kind for s in scene.shapes], dtype=object),
+        'dynamic':
+        np.asarray(list(dynamic), dtype=bool)
+    })

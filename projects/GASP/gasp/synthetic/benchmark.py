@@ -40,8 +40,10 @@ def benchmark(preset='full', device='cpu', sweeps: int = 3, frames: int = 2, see
         simulate_sweep(scene, tensors, rig, 0, preset.heightfield_steps)  # warm-up
         _sync(device)
         start = time.perf_counter()
-        points = [len(simulate_sweep(scene, tensors, rig, k + 1, preset.heightfield_steps).frame)
-                  for k in range(sweeps)]
+        points = [
+            len(simulate_sweep(scene, tensors, rig, k + 1, preset.heightfield_steps).frame)
+            for k in range(sweeps)
+        ]
         _sync(device)
         t_sweep = (time.perf_counter() - start) / sweeps
         start = time.perf_counter()
@@ -50,8 +52,13 @@ def benchmark(preset='full', device='cpu', sweeps: int = 3, frames: int = 2, see
         _sync(device)
         t_frame = (time.perf_counter() - start) / frames
     est = t_scene + preset.num_sweeps * t_sweep + preset.num_camera_frames * t_frame
-    return {'scene': t_scene, 'per_sweep': t_sweep, 'per_camera_frame': t_frame,
-            'log_estimate': est, 'points_per_sweep': sum(points) / len(points)}
+    return {
+        'scene': t_scene,
+        'per_sweep': t_sweep,
+        'per_camera_frame': t_frame,
+        'log_estimate': est,
+        'points_per_sweep': sum(points) / len(points)
+    }
 
 
 def main():

@@ -64,12 +64,17 @@ def camera_rig(scale: float) -> Dict[str, CameraModel]:
         hs, ws = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
         yaw = np.deg2rad(yaw_deg)
         # Columns: camera x (right), y (down), z (forward) expressed in the ego frame.
-        rot = np.array([[np.sin(yaw), 0.0, np.cos(yaw)],
-                        [-np.cos(yaw), 0.0, np.sin(yaw)],
-                        [0.0, -1.0, 0.0]])
-        rig[name] = CameraModel(name=name, ego_from_cam=make_se3(rot, xyz), fx=f * ws / w,
-                                fy=f * hs / h, cx=(ws - 1) / 2.0, cy=(hs - 1) / 2.0, height=hs,
-                                width=ws)
+        rot = np.array([[np.sin(yaw), 0.0, np.cos(yaw)], [-np.cos(yaw), 0.0,
+                                                          np.sin(yaw)], [0.0, -1.0, 0.0]])
+        rig[name] = CameraModel(
+            name=name,
+            ego_from_cam=make_se3(rot, xyz),
+            fx=f * ws / w,
+            fy=f * hs / h,
+            cx=(ws - 1) / 2.0,
+            cy=(hs - 1) / 2.0,
+            height=hs,
+            width=ws)
     return rig
 
 
@@ -92,14 +97,16 @@ def _screen_pairs(tensors: SceneTensors, cam_from_world: torch.Tensor, t_s: torc
     n_req, n_prim = t_s.numel(), tensors.prim_obj.numel()
     obj = tensors.prim_obj.repeat(n_req)
     st = tensors.object_states(obj, t_s.repeat_interleave(n_prim)).to(cam_from_world.dtype)
-    center = box_world_center(st, tensors.prim_center.repeat(n_req, 1))      # (R * P, 3)
+    center = box_world_center(st, tensors.prim_center.repeat(n_req, 1))  # (R * P, 3)
     signs = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
-                         device=dev, dtype=center.dtype)
-    local = signs[None] * tensors.prim_half.repeat(n_req, 1)[:, None]        # (R * P, 8, 3)
+                         device=dev,
+                         dtype=center.dtype)
+    local = signs[None] * tensors.prim_half.repeat(n_req, 1)[:, None]  # (R * P, 8, 3)
     c, s = torch.cos(st[:, 3])[:, None], torch.sin(st[:, 3])[:, None]
-    corners = torch.stack([center[:, None, 0] + c * local[..., 0] - s * local[..., 1],
-                           center[:, None, 1] + s * local[..., 0] + c * local[..., 1],
-                           center[:, None, 2] + local[..., 2]], -1).reshape(n_req, n_prim * 8, 3)
+    corners = torch.stack([
+        center[:, None, 0] + c * local[..., 0] - s * local[..., 1], center[:, None, 1] +
+        s * local[..., 0] + c * local[..., 1], center[:, None, 2] + local[..., 2]
+    ], -1).reshape(n_req, n_prim * 8, 3)
     pc = (corners @ cam_from_world[:, :3, :3].transpose(1, 2) + cam_from_world[:, None, :3, 3])
     pc = pc.reshape(n_req, n_prim, 8, 3)
     fx, fy, cx, cy, w, h = (intr[:, k, None] for k in range(6))
@@ -129,8 +136,8 @@ def _screen_pairs(tensors: SceneTensors, cam_from_world: torch.Tensor, t_s: torc
     req_r = torch.repeat_interleave(req, n_rows)
     row = torch.repeat_interleave(v0, n_rows) + k
     width = intr[req_r, 4].long()
-    starts = (ray_offset[req_r] + (row - rows[req_r, 0]) * width
-              + torch.repeat_interleave(u0, n_rows))
+    starts = (
+        ray_offset[req_r] + (row - rows[req_r, 0]) * width + torch.repeat_interleave(u0, n_rows))
     counts = torch.repeat_interleave(u1 - u0 + 1, n_rows)
     return pairs_from_counts(starts, counts, torch.repeat_interleave(prims, n_rows))
 
@@ -142,19 +149,20 @@ def _pixel_dirs_cam(cam: CameraModel, rows: Tuple[int, int], dev) -> torch.Tenso
     """(rows * W, 3) unit ray directions in the camera frame (cached per camera and band)."""
     key = (cam.name, cam.width, cam.height, cam.fx, rows, str(dev))
     if key not in _PIXEL_DIRS:
-        vv, uu = torch.meshgrid(torch.arange(rows[0], rows[1], device=dev, dtype=torch.float32),
-                                torch.arange(cam.width, device=dev, dtype=torch.float32),
-                                indexing='ij')
-        d = torch.stack([(uu - cam.cx) / cam.fx, (vv - cam.cy) / cam.fy, torch.ones_like(uu)],
-                        -1).reshape(-1, 3)
+        vv, uu = torch.meshgrid(
+            torch.arange(rows[0], rows[1], device=dev, dtype=torch.float32),
+            torch.arange(cam.width, device=dev, dtype=torch.float32),
+            indexing='ij')
+        d = torch.stack([(uu - cam.cx) / cam.fx, (vv - cam.cy) / cam.fy,
+                         torch.ones_like(uu)], -1).reshape(-1, 3)
         if len(_PIXEL_DIRS) > 64:
             _PIXEL_DIRS.clear()
         _PIXEL_DIRS[key] = d / d.norm(dim=1, keepdim=True)
     return _PIXEL_DIRS[key]
 
 
-def render_images(scene: Scene, tensors: SceneTensors,
-                  requests: List[Tuple[CameraModel, int, Tuple[int, int]]],
+def render_images(scene: Scene, tensors: SceneTensors, requests: List[Tuple[CameraModel, int,
+                                                                            Tuple[int, int]]],
                   steps: int) -> List[Tuple[np.ndarray, np.ndarray]]:
     """Render several images (or row bands of images) in one ray-casting batch.
 
@@ -185,12 +193,13 @@ def render_images(scene: Scene, tensors: SceneTensors,
     t_s = torch.as_tensor(t_req, device=dev, dtype=torch.float64)
     times = t_s[req_of_ray]
     intr = torch.tensor([[c.fx, c.fy, c.cx, c.cy, c.width, c.height] for c, _, _ in requests],
-                        device=dev, dtype=torch.float32)
+                        device=dev,
+                        dtype=torch.float32)
     rows = torch.tensor([list(r) for _, _, r in requests], device=dev)
     ray_offset = torch.cumsum(size_t, 0) - size_t
     ray_idx, prim_idx = _screen_pairs(tensors, cam_from_world, t_s, intr, rows, ray_offset)
     n = dirs.shape[0]
-    t_max = torch.full((n,), RENDER_RANGE_M, device=dev)
+    t_max = torch.full((n, ), RENDER_RANGE_M, device=dev)
     hits = cast_rays(tensors, origins, dirs, times, t_max, ray_idx, prim_idx, steps)
     rgb = sky(dirs)
     p = origins + hits.t.clamp(max=1e4)[:, None] * dirs
@@ -213,8 +222,8 @@ def render_images(scene: Scene, tensors: SceneTensors,
     ids = hits.object_id.to(torch.int32).cpu().numpy()
     out, lo = [], 0
     for (cam, _, _), size in zip(requests, sizes):
-        out.append((img[lo:lo + size].reshape(-1, cam.width, 3),
-                    ids[lo:lo + size].reshape(-1, cam.width)))
+        out.append((img[lo:lo + size].reshape(-1, cam.width,
+                                              3), ids[lo:lo + size].reshape(-1, cam.width)))
         lo += size
     return out
 

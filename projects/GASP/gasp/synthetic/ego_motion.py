@@ -48,8 +48,8 @@ def smooth_heading(path: Polyline2D, s: np.ndarray, half_window_m: float = 1.0) 
     return np.arctan2(d[..., 1], d[..., 0])
 
 
-def _speed_profile(times: np.ndarray, cruise: float, stop_at_s: float, s0: float,
-                   decel: float, accel: float, wait_s: float, stops: bool) -> np.ndarray:
+def _speed_profile(times: np.ndarray, cruise: float, stop_at_s: float, s0: float, decel: float,
+                   accel: float, wait_s: float, stops: bool) -> np.ndarray:
     """Integrated arc length s(t) for a cruise or stop-and-go profile (explicit on the grid)."""
     dt = times[1] - times[0]
     s = np.empty_like(times)

@@ -50,19 +50,39 @@ def log_tasks(preset: SyntheticPreset):
 
 def _write_scene_json(scene: Scene, preset: SyntheticPreset, seed: int, log_index: int, rig,
                       path: Path) -> None:
-    write_json({
-        'generator': 'gasp.synthetic', 'preset': preset.name, 'seed': seed,
-        'split': scene.split, 'log_index': log_index, 'log_id': scene.log_id,
-        'city_name': scene.city_name, 'city_from_world_translation': scene.city_offset.tolist(),
-        'ego': {'turn': scene.ego.turn, 'stops': scene.ego.stops},
-        'object_id': {'none': -1, 'ground': 0, 'ego': 1, 'first_object': 2},
-        'lidar': {'sweep_period_ns': 100_000_000, 'azimuth_steps': rig.azimuth_steps,
-                  'max_range_m': rig.max_range_m,
-                  'elevation_rad': rig.elevation_rad.tolist(),
-                  'column_azimuth_rad': rig.column_azimuth_rad.tolist(),
-                  'column_offset_ns': rig.column_offset_ns.tolist(),
-                  'units': {'up_lidar': list(range(32)), 'down_lidar': list(range(32, 64))}},
-    }, path)
+    write_json(
+        {
+            'generator': 'gasp.synthetic',
+            'preset': preset.name,
+            'seed': seed,
+            'split': scene.split,
+            'log_index': log_index,
+            'log_id': scene.log_id,
+            'city_name': scene.city_name,
+            'city_from_world_translation': scene.city_offset.tolist(),
+            'ego': {
+                'turn': scene.ego.turn,
+                'stops': scene.ego.stops
+            },
+            'object_id': {
+                'none': -1,
+                'ground': 0,
+                'ego': 1,
+                'first_object': 2
+            },
+            'lidar': {
+                'sweep_period_ns': 100_000_000,
+                'azimuth_steps': rig.azimuth_steps,
+                'max_range_m': rig.max_range_m,
+                'elevation_rad': rig.elevation_rad.tolist(),
+                'column_azimuth_rad': rig.column_azimuth_rad.tolist(),
+                'column_offset_ns': rig.column_offset_ns.tolist(),
+                'units': {
+                    'up_lidar': list(range(32)),
+                    'down_lidar': list(range(32, 64))
+                }
+            },
+        }, path)
 
 
 def _ray_budget(device: str) -> int:
@@ -115,8 +135,12 @@ class _ImageWriter:
                             self.stage / SIDECAR_DIR / 'camera_ids' / cam.name / f'{ts}.png')
 
 
-def generate_log(root: Union[str, Path], preset: Union[str, SyntheticPreset] = 'tiny',
-                 seed: int = 0, split: str = 'train', log_index: int = 0, device: str = 'cpu',
+def generate_log(root: Union[str, Path],
+                 preset: Union[str, SyntheticPreset] = 'tiny',
+                 seed: int = 0,
+                 split: str = 'train',
+                 log_index: int = 0,
+                 device: str = 'cpu',
                  overwrite: bool = False) -> Path:
     """Generate one log (deterministic from ``seed``, ``split`` and ``log_index``).
 
@@ -168,8 +192,13 @@ def _generate_log(root: Path, preset: SyntheticPreset, seed: int, split: str, lo
         for k, ts in enumerate(scene.sweep_ns):
             sweep = simulate_sweep(scene, tensors, rig, k, preset.heightfield_steps)
             write_sweep(sweep.frame, stage, ts)
-            write_npz(gt / 'lidar' / f'{int(ts)}.npz', object_id=sweep.object_id,
-                      **{f'missing_{key}': val for key, val in sweep.missing.items()})
+            write_npz(
+                gt / 'lidar' / f'{int(ts)}.npz',
+                object_id=sweep.object_id,
+                **{
+                    f'missing_{key}': val
+                    for key, val in sweep.missing.items()
+                })
             if split != 'test':
                 pts = sweep.frame[['x', 'y', 'z']].to_numpy()
                 labels.extend(sweep_annotations(scene, k, pts))
@@ -197,9 +226,13 @@ def _generate_log_worker(args):
     return path, time.perf_counter() - start
 
 
-def generate_world(root: Union[str, Path], preset: Union[str, SyntheticPreset] = 'tiny',
-                   seed: int = 0, workers: int = 1, device: str = 'cpu',
-                   show_progress: bool = True, overwrite: bool = False) -> List[Path]:
+def generate_world(root: Union[str, Path],
+                   preset: Union[str, SyntheticPreset] = 'tiny',
+                   seed: int = 0,
+                   workers: int = 1,
+                   device: str = 'cpu',
+                   show_progress: bool = True,
+                   overwrite: bool = False) -> List[Path]:
     """Write a whole synthetic AV2 sensor dataset.
 
     Args:

@@ -51,13 +51,15 @@ class GroundSurface:
 
     def height_at(self, xy: np.ndarray) -> np.ndarray:
         """Surface height (float64) at (N, 2) world positions (bilinear; clamped at the edges)."""
-        return height_at_torch(torch.from_numpy(self.height), self.origin_xy,
-                               torch.from_numpy(np.asarray(xy, np.float64))).numpy()
+        return height_at_torch(
+            torch.from_numpy(self.height), self.origin_xy,
+            torch.from_numpy(np.asarray(xy, np.float64))).numpy()
 
     def material_at(self, xy: np.ndarray) -> np.ndarray:
         """:class:`GroundMaterial` of the nearest node for (N, 2) world positions."""
-        return material_at_torch(torch.from_numpy(self.material), self.origin_xy,
-                                 torch.from_numpy(np.asarray(xy, np.float64))).numpy()
+        return material_at_torch(
+            torch.from_numpy(self.material), self.origin_xy,
+            torch.from_numpy(np.asarray(xy, np.float64))).numpy()
 
 
 def _grid_uv(origin_xy, xy: torch.Tensor, shape):
@@ -142,8 +144,11 @@ def build_ground(net: RoadNetwork, rng: np.random.Generator, half_extent_m: floa
     coords = origin[0] + RES_M * np.arange(n)
     shift = 4
     drivable = np.zeros((n, n), np.uint8)
-    cv2.fillPoly(drivable, [_to_px(origin, p, shift) for p in net.drivable_polygons], 1,
-                 lineType=cv2.LINE_8, shift=shift)
+    cv2.fillPoly(
+        drivable, [_to_px(origin, p, shift) for p in net.drivable_polygons],
+        1,
+        lineType=cv2.LINE_8,
+        shift=shift)
     dist_m = cv2.distanceTransform(1 - drivable, cv2.DIST_L2, 5) * RES_M
     material = np.where(dist_m <= SIDEWALK_WIDTH_M, GroundMaterial.SIDEWALK,
                         GroundMaterial.GRASS).astype(np.uint8)
@@ -162,17 +167,27 @@ def build_ground(net: RoadNetwork, rng: np.random.Generator, half_extent_m: floa
                 lines, value = _dashes(line), GroundMaterial.PAINT_WHITE
             else:
                 lines, value = [line], GroundMaterial.PAINT_WHITE
-            cv2.polylines(paint, [_to_px(origin, ln, shift) for ln in lines], False, int(value),
-                          thickness=2, lineType=cv2.LINE_8, shift=shift)
+            cv2.polylines(
+                paint, [_to_px(origin, ln, shift) for ln in lines],
+                False,
+                int(value),
+                thickness=2,
+                lineType=cv2.LINE_8,
+                shift=shift)
     for edge1, edge2 in net.crossings:
         across = edge1[1] - edge1[0]
         width = np.linalg.norm(across)
         for a in np.arange(0.5, width - 0.5, 1.2):
             u0, u1 = a / width, (a + 0.6) / width
-            quad = np.stack([edge1[0] + u0 * across, edge1[0] + u1 * across,
-                             edge2[0] + u1 * across, edge2[0] + u0 * across])
-            cv2.fillPoly(paint, [_to_px(origin, quad, shift)], int(GroundMaterial.CROSSWALK),
-                         lineType=cv2.LINE_8, shift=shift)
+            quad = np.stack([
+                edge1[0] + u0 * across, edge1[0] + u1 * across, edge2[0] + u1 * across,
+                edge2[0] + u0 * across
+            ])
+            cv2.fillPoly(
+                paint, [_to_px(origin, quad, shift)],
+                int(GroundMaterial.CROSSWALK),
+                lineType=cv2.LINE_8,
+                shift=shift)
     painted = (paint > 0) & (drivable == 1)
     material[painted] = paint[painted]
     height = _terrain(rng, coords, coords) + KERB_HEIGHT_M * (1 - drivable).astype(np.float32)

@@ -22,10 +22,10 @@ from .scene import Scene
 from .transforms import invert_se3, make_se3
 
 #: Velodyne VLP-32C elevation angles in laser order, degrees.
-VLP32C_ELEVATION_DEG = (
-    -25.0, -1.0, -1.667, -15.639, -11.31, 0.0, -0.667, -8.843, -7.254, 0.333, -0.333, -6.148,
-    -5.333, 1.333, 0.667, -4.0, -4.667, 1.667, 1.0, -3.667, -3.333, 3.333, 2.333, -2.667, -3.0,
-    7.0, 4.667, -2.333, -2.0, 15.0, 10.333, -1.333)
+VLP32C_ELEVATION_DEG = (-25.0, -1.0, -1.667, -15.639, -11.31, 0.0, -0.667, -8.843, -7.254, 0.333,
+                        -0.333, -6.148, -5.333, 1.333, 0.667, -4.0, -4.667, 1.667, 1.0, -3.667,
+                        -3.333, 3.333, 2.333, -2.667, -3.0, 7.0, 4.667, -2.333, -2.0, 15.0, 10.333,
+                        -1.333)
 UP_LIDAR_XYZ = (1.35, 0.0, 1.95)
 DOWN_LIDAR_XYZ = (1.35, 0.0, 1.75)
 #: Ego body centre in the ego (rear-axle) frame, for self returns.
@@ -71,10 +71,14 @@ def av2_lidar_rig(azimuth_steps: int, max_range_m: float) -> LidarRig:
     up = np.deg2rad(np.array(VLP32C_ELEVATION_DEG))
     down = np.deg2rad(np.array(VLP32C_ELEVATION_DEG) - 1.0 / 6.0)
     eye = np.eye(3)
-    return LidarRig(elevation_rad=np.concatenate([up, down]),
-                    ego_from_sensor={'up_lidar': make_se3(eye, UP_LIDAR_XYZ),
-                                     'down_lidar': make_se3(eye, DOWN_LIDAR_XYZ)},
-                    azimuth_steps=azimuth_steps, max_range_m=max_range_m)
+    return LidarRig(
+        elevation_rad=np.concatenate([up, down]),
+        ego_from_sensor={
+            'up_lidar': make_se3(eye, UP_LIDAR_XYZ),
+            'down_lidar': make_se3(eye, DOWN_LIDAR_XYZ)
+        },
+        azimuth_steps=azimuth_steps,
+        max_range_m=max_range_m)
 
 
 @dataclass
@@ -99,12 +103,13 @@ def _beam_dirs_sensor(rig: LidarRig) -> np.ndarray:
     """(A, 64, 3) unit beam directions in each unit's sensor frame."""
     az = rig.column_azimuth_rad[:, None]
     el = rig.elevation_rad[None, :]
-    return np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
-                                        np.sin(el)), -1)
+    return np.stack(
+        np.broadcast_arrays(np.cos(el) * np.cos(az),
+                            np.cos(el) * np.sin(az), np.sin(el)), -1)
 
 
-def _azimuth_pairs(tensors: SceneTensors, dirs: torch.Tensor, origin: torch.Tensor,
-                   t0: float, t1: float, max_range: float, ego_motion_m: float):
+def _azimuth_pairs(tensors: SceneTensors, dirs: torch.Tensor, origin: torch.Tensor, t0: float,
+                   t1: float, max_range: float, ego_motion_m: float):
     """Candidate (ray, box) pairs: rays whose world azimuth falls in a box's angular window."""
     az = torch.atan2(dirs[:, 1], dirs[:, 0])
     az_sorted, order = torch.sort(az)
@@ -137,8 +142,12 @@ def _azimuth_pairs(tensors: SceneTensors, dirs: torch.Tensor, origin: torch.Tens
     return pairs_from_counts(torch.cat(starts), torch.cat(counts), torch.cat(ids), order)
 
 
-def simulate_sweep(scene: Scene, tensors: SceneTensors, rig: LidarRig, sweep_index: int,
-                   steps: int, ray_chunk: int = 1 << 17) -> SimulatedSweep:
+def simulate_sweep(scene: Scene,
+                   tensors: SceneTensors,
+                   rig: LidarRig,
+                   sweep_index: int,
+                   steps: int,
+                   ray_chunk: int = 1 << 17) -> SimulatedSweep:
     """Cast one sweep.
 
     Args:
@@ -156,9 +165,9 @@ def simulate_sweep(scene: Scene, tensors: SceneTensors, rig: LidarRig, sweep_ind
     a, nb = rig.azimuth_steps, rig.elevation_rad.size
     sweep_ns = int(scene.sweep_ns[sweep_index])
     col_ns = rig.column_offset_ns
-    t_cols = scene.seconds(sweep_ns + col_ns)                       # (A,)
-    world_from_ego_t = scene.world_from_ego(t_cols)                 # (A, 4, 4)
-    dirs_s = _beam_dirs_sensor(rig)                                  # (A, 64, 3)
+    t_cols = scene.seconds(sweep_ns + col_ns)  # (A,)
+    world_from_ego_t = scene.world_from_ego(t_cols)  # (A, 4, 4)
+    dirs_s = _beam_dirs_sensor(rig)  # (A, 64, 3)
     units = ['up_lidar'] * 32 + ['down_lidar'] * (nb - 32)
     ego_from_s = np.stack([rig.ego_from_sensor[u] for u in units])  # (64, 4, 4)
     dirs_ego = np.einsum('bij,abj->abi', ego_from_s[:, :3, :3], dirs_s)
@@ -177,22 +186,22 @@ def simulate_sweep(scene: Scene, tensors: SceneTensors, rig: LidarRig, sweep_ind
         t_self = np.minimum(t_self, t_box.numpy().reshape(a, nb))
 
     def tt(x):
-        return torch.as_tensor(np.ascontiguousarray(x.reshape(-1, *x.shape[2:])),
-                               device=dev, dtype=torch.float32)
+        return torch.as_tensor(
+            np.ascontiguousarray(x.reshape(-1, *x.shape[2:])), device=dev, dtype=torch.float32)
 
     o_all, d_all = tt(orig_w), tt(dirs_w)
     time_all = torch.as_tensor(times.reshape(-1), device=dev, dtype=torch.float64)
-    t_all = torch.full((a * nb,), float('inf'), device=dev)
-    id_all = torch.full((a * nb,), NO_HIT, device=dev, dtype=torch.long)
-    mat_all = torch.zeros((a * nb,), device=dev, dtype=torch.long)
-    cos_all = torch.zeros((a * nb,), device=dev)
+    t_all = torch.full((a * nb, ), float('inf'), device=dev)
+    id_all = torch.full((a * nb, ), NO_HIT, device=dev, dtype=torch.long)
+    mat_all = torch.zeros((a * nb, ), device=dev, dtype=torch.long)
+    cos_all = torch.zeros((a * nb, ), device=dev)
     ego_motion = float(np.linalg.norm(world_from_ego_t[-1, :3, 3] - world_from_ego_t[0, :3, 3]))
     for lo in range(0, a * nb, ray_chunk):
         sl = slice(lo, min(lo + ray_chunk, a * nb))
         o, d, tm = o_all[sl], d_all[sl], time_all[sl]
         ray_idx, prim_idx = _azimuth_pairs(tensors, d, o.mean(0), float(t_cols[0]),
                                            float(t_cols[-1]), rig.max_range_m, ego_motion)
-        t_max = torch.full((o.shape[0],), rig.max_range_m, device=dev)
+        t_max = torch.full((o.shape[0], ), rig.max_range_m, device=dev)
         hits = cast_rays(tensors, o, d, tm, t_max, ray_idx, prim_idx, steps)
         t_all[sl] = hits.t
         id_all[sl] = hits.object_id
@@ -216,32 +225,37 @@ def simulate_sweep(scene: Scene, tensors: SceneTensors, rig: LidarRig, sweep_ind
     p_ego = p_w @ ego_from_world[:3, :3].T + ego_from_world[:3, 3]
     # Self returns are computed in the ego frame at firing time; keep them rigid with the car.
     self_np = self_first.cpu().numpy() & valid_np
-    p_self = orig_ego.reshape(-1, 3) + np.where(self_np, t_np, 0.0)[:, None] * dirs_ego.reshape(
-        -1, 3)
+    p_self = orig_ego.reshape(-1,
+                              3) + np.where(self_np, t_np, 0.0)[:, None] * dirs_ego.reshape(-1, 3)
     p_ego[self_np] = p_self[self_np]
     laser = np.broadcast_to(np.arange(nb, dtype=np.uint8)[None], (a, nb)).reshape(-1)
     offs = np.broadcast_to(col_ns[:, None], (a, nb)).reshape(-1).astype(np.int32)
-    noise = torch.as_tensor(((np.arange(a * nb) * 2654435761) % 1000) / 1000.0, device=dev,
-                            dtype=torch.float32)
-    intensity = lidar_intensity(id_all == GROUND_ID, mat_all, cos_all,
-                                t_all.clamp(max=1e3), noise)
+    noise = torch.as_tensor(
+        ((np.arange(a * nb) * 2654435761) % 1000) / 1000.0, device=dev, dtype=torch.float32)
+    intensity = lidar_intensity(id_all == GROUND_ID, mat_all, cos_all, t_all.clamp(max=1e3), noise)
     intensity = torch.where(self_first, torch.full_like(intensity, 4), intensity).cpu().numpy()
     # AV2 row order: by unit, then firing time, then beam.
     unit_of_row = (laser >= 32).astype(np.int64)
     order = np.lexsort((laser, offs, unit_of_row))
     keep = order[valid_np[order]]
     frame = pd.DataFrame({
-        'x': p_ego[keep, 0].astype(np.float16), 'y': p_ego[keep, 1].astype(np.float16),
-        'z': p_ego[keep, 2].astype(np.float16), 'intensity': intensity[keep].astype(np.uint8),
-        'laser_number': laser[keep].astype(np.uint8), 'offset_ns': offs[keep].astype(np.int32)})
+        'x': p_ego[keep, 0].astype(np.float16),
+        'y': p_ego[keep, 1].astype(np.float16),
+        'z': p_ego[keep, 2].astype(np.float16),
+        'intensity': intensity[keep].astype(np.uint8),
+        'laser_number': laser[keep].astype(np.uint8),
+        'offset_ns': offs[keep].astype(np.int32)
+    })
     miss = order[~valid_np[order]]
     ego_ts_from_ego_t = np.einsum('ij,ajk->aik', ego_from_world[:3, :3],
-                                  world_from_ego_t[:, :3, :3])            # (A, 3, 3)
+                                  world_from_ego_t[:, :3, :3])  # (A, 3, 3)
     dir_ego_ts = np.einsum('aij,abj->abi', ego_ts_from_ego_t, dirs_ego).reshape(-1, 3)
     col_of_row = np.broadcast_to(np.arange(a)[:, None], (a, nb)).reshape(-1)
-    missing = {'laser_number': laser[miss].astype(np.uint8),
-               'azimuth_rad': rig.column_azimuth_rad[col_of_row[miss]].astype(np.float32),
-               'offset_ns': offs[miss].astype(np.int32),
-               'direction_ego': dir_ego_ts[miss].astype(np.float32)}
-    return SimulatedSweep(frame=frame, object_id=id_all.cpu().numpy()[keep].astype(np.int32),
-                          missing=missing)
+    missing = {
+        'laser_number': laser[miss].astype(np.uint8),
+        'azimuth_rad': rig.column_azimuth_rad[col_of_row[miss]].astype(np.float32),
+        'offset_ns': offs[miss].astype(np.int32),
+        'direction_ego': dir_ego_ts[miss].astype(np.float32)
+    }
+    return SimulatedSweep(
+        frame=frame, object_id=id_all.cpu().numpy()[keep].astype(np.int32), missing=missing)

@@ -108,7 +108,8 @@ def make_shape(kind: str, rng: np.random.Generator, **size) -> ObjectShape:
         length, width, height = {
             'sedan': (u(4.2, 4.9), u(1.75, 1.95), u(1.4, 1.6)),
             'suv': (u(4.8, 5.6), u(1.95, 2.1), u(1.75, 2.1)),
-            'ego': (4.87, 1.90, 1.47)}[kind]
+            'ego': (4.87, 1.90, 1.47)
+        }[kind]
         cab = 0.55 if kind == 'sedan' else 0.72
         body = {'sedan': M.CAR_BODY, 'suv': M.SUV_BODY, 'ego': M.EGO_BODY}[kind]
         x0 = -length / 2

@@ -79,7 +79,10 @@ class Polyline2D:
         return Polyline2D(np.concatenate([self.xy, other.xy], axis=0))
 
 
-def hermite_curve(p0: np.ndarray, yaw0: float, p1: np.ndarray, yaw1: float,
+def hermite_curve(p0: np.ndarray,
+                  yaw0: float,
+                  p1: np.ndarray,
+                  yaw1: float,
                   num: int = 16) -> Polyline2D:
     """Cubic Hermite curve from (p0, yaw0) to (p1, yaw1) (intersection connectors)."""
     dist = float(np.linalg.norm(p1 - p0))

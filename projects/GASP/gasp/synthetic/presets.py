@@ -38,8 +38,11 @@ class SyntheticPreset:
     """
 
     name: str
-    logs_per_split: Dict[str, int] = field(
-        default_factory=lambda: {'train': 2, 'val': 1, 'test': 1})
+    logs_per_split: Dict[str, int] = field(default_factory=lambda: {
+        'train': 2,
+        'val': 1,
+        'test': 1
+    })
     duration_s: float = 3.0
     lidar_azimuth_steps: int = 100
     camera_scale: float = 1.0 / 32.0
@@ -73,11 +76,17 @@ class SyntheticPreset:
 
 PRESETS: Dict[str, SyntheticPreset] = {
     # Unit tests: four 3 s logs, ~5k points per sweep, 64 x 48 images; seconds on 2 cores.
-    'tiny': SyntheticPreset(name='tiny'),
+    'tiny':
+    SyntheticPreset(name='tiny'),
     # Demos on a laptop: a few longer logs at moderate density (~1 min per log on one core).
-    'demo': SyntheticPreset(
+    'demo':
+    SyntheticPreset(
         name='demo',
-        logs_per_split={'train': 2, 'val': 1, 'test': 1},
+        logs_per_split={
+            'train': 2,
+            'val': 1,
+            'test': 1
+        },
         duration_s=6.0,
         lidar_azimuth_steps=360,
         camera_scale=1.0 / 16.0,
@@ -92,9 +101,14 @@ PRESETS: Dict[str, SyntheticPreset] = {
         write_camera_ids=False,
     ),
     # GPU benchmarks: AV2 density (~100k points per sweep, full-size images, 15 s logs).
-    'full': SyntheticPreset(
+    'full':
+    SyntheticPreset(
         name='full',
-        logs_per_split={'train': 8, 'val': 2, 'test': 2},
+        logs_per_split={
+            'train': 8,
+            'val': 2,
+            'test': 2
+        },
         duration_s=15.0,
         lidar_azimuth_steps=1800,
         camera_scale=1.0,

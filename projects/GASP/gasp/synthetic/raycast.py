@@ -128,8 +128,8 @@ def intersect_boxes(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tens
     """
     n = origins.shape[0]
     dev, dt = origins.device, origins.dtype
-    t_best = torch.full((n,), float('inf'), device=dev, dtype=dt)
-    prim_best = torch.full((n,), -1, device=dev, dtype=torch.long)
+    t_best = torch.full((n, ), float('inf'), device=dev, dtype=dt)
+    prim_best = torch.full((n, ), -1, device=dev, dtype=torch.long)
     normal = torch.zeros((n, 3), device=dev, dtype=dt)
     local = torch.zeros((n, 3), device=dev, dtype=dt)
     if ray_idx.numel() == 0:
@@ -139,8 +139,8 @@ def intersect_boxes(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tens
     n_prim = scene.prim_obj.numel()
     if uniq.numel() * n_prim < ray_idx.numel():
         # Few distinct times (cameras, lidar columns): pose every box once per time.
-        st_all = scene.object_states(scene.prim_obj.repeat(uniq.numel()),
-                                     uniq.repeat_interleave(n_prim)).to(dt)
+        st_all = scene.object_states(
+            scene.prim_obj.repeat(uniq.numel()), uniq.repeat_interleave(n_prim)).to(dt)
         center_all = box_world_center(st_all, scene.prim_center.repeat(uniq.numel(), 1))
         flat = inv * n_prim + prim_idx
         st, center = st_all[flat], center_all[flat]
@@ -164,16 +164,19 @@ def intersect_boxes(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tens
     local[rays] = p_loc
     ax = axis[win_idx]
     n_loc = torch.zeros_like(p_loc)
-    n_loc[torch.arange(ax.numel(), device=dev), ax] = -torch.sign(
-        d_loc[win_idx, ax] + 1e-30)
+    n_loc[torch.arange(ax.numel(), device=dev), ax] = -torch.sign(d_loc[win_idx, ax] + 1e-30)
     cw, sw = c[win_idx, 0], s[win_idx, 0]
-    normal[rays] = torch.stack([cw * n_loc[:, 0] - sw * n_loc[:, 1],
-                                sw * n_loc[:, 0] + cw * n_loc[:, 1], n_loc[:, 2]], 1)
+    normal[rays] = torch.stack(
+        [cw * n_loc[:, 0] - sw * n_loc[:, 1], sw * n_loc[:, 0] + cw * n_loc[:, 1], n_loc[:, 2]], 1)
     return t_best, prim_best, normal, local
 
 
-def intersect_ground(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tensor,
-                     t_max: torch.Tensor, steps: int, bisections: int = 8) -> torch.Tensor:
+def intersect_ground(scene: SceneTensors,
+                     origins: torch.Tensor,
+                     dirs: torch.Tensor,
+                     t_max: torch.Tensor,
+                     steps: int,
+                     bisections: int = 8) -> torch.Tensor:
     """First crossing of each ray with the bilinear ground surface.
 
     The ray is marched with ``steps`` samples over the distance range where it is inside the
@@ -243,9 +246,9 @@ def intersect_ground(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Ten
     return out
 
 
-def cast_rays(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tensor,
-              times_s: torch.Tensor, t_max: torch.Tensor, ray_idx: torch.Tensor,
-              prim_idx: torch.Tensor, steps: int) -> RayHits:
+def cast_rays(scene: SceneTensors, origins: torch.Tensor, dirs: torch.Tensor, times_s: torch.Tensor,
+              t_max: torch.Tensor, ray_idx: torch.Tensor, prim_idx: torch.Tensor,
+              steps: int) -> RayHits:
     """Nearest hit among candidate boxes and the ground.
 
     Args:
@@ -290,7 +293,9 @@ def ground_normal(scene: SceneTensors, xy: torch.Tensor, eps_m: float = 0.05) ->
     return n / n.norm(dim=1, keepdim=True)
 
 
-def pairs_from_counts(starts: torch.Tensor, counts: torch.Tensor, prim_ids: torch.Tensor,
+def pairs_from_counts(starts: torch.Tensor,
+                      counts: torch.Tensor,
+                      prim_ids: torch.Tensor,
                       order: Optional[torch.Tensor] = None):
     """Expand per-box runs of consecutive rays into (ray, box) pairs.
 

@@ -114,13 +114,12 @@ class RoadNetwork:
     def route(self, in_lane: int, out_lane: int) -> Polyline2D:
         """Centre line of incoming lane -> connector -> outgoing lane, in travel order."""
         conn = self.lanes[self.connectors[(in_lane, out_lane)]]
-        return (self.lanes[in_lane].centerline.concat(conn.centerline)
-                .concat(self.lanes[out_lane].centerline))
+        return (self.lanes[in_lane].centerline.concat(conn.centerline).concat(
+            self.lanes[out_lane].centerline))
 
     def routes_from(self, in_lane: int) -> List[Tuple[int, int, str]]:
         """(incoming lane, outgoing lane, turn) for every connector leaving ``in_lane``."""
-        return [(i, o, self.lanes[c].turn) for (i, o), c in self.connectors.items()
-                if i == in_lane]
+        return [(i, o, self.lanes[c].turn) for (i, o), c in self.connectors.items() if i == in_lane]
 
 
 def _turn_kind(in_heading: float, out_heading: float) -> str:
@@ -137,9 +136,9 @@ def _arm_centerline(angle: float, length_m: float, rng: np.random.Generator) -> 
     s = np.arange(0.0, length_m + 2.0, 2.0)
     kappa = np.where(s > straight_m, curvature, 0.0)
     heading = angle + np.concatenate([[0.0], np.cumsum(kappa[:-1] * 2.0)])
-    xy = np.concatenate([[[0.0, 0.0]],
-                         np.cumsum(2.0 * np.stack([np.cos(heading[:-1]),
-                                                   np.sin(heading[:-1])], 1), 0)])
+    xy = np.concatenate(
+        [[[0.0, 0.0]],
+         np.cumsum(2.0 * np.stack([np.cos(heading[:-1]), np.sin(heading[:-1])], 1), 0)])
     return Polyline2D(xy)
 
 
@@ -157,15 +156,19 @@ def build_road_network(rng: np.random.Generator, half_extent_m: float,
     """
     base = rng.uniform(-np.pi, np.pi)
     angles = base + np.arange(4) * np.pi / 2 + rng.uniform(-0.2, 0.2, size=4)
-    arms = [Arm(a, _arm_centerline(angles[a], half_extent_m + 25.0, rng),
-                int(rng.choice([1, 2], p=[0.4, 0.6]))) for a in range(4)]
+    arms = [
+        Arm(a, _arm_centerline(angles[a], half_extent_m + 25.0, rng),
+            int(rng.choice([1, 2], p=[0.4, 0.6]))) for a in range(4)
+    ]
     arms[0].num_lanes = arms[2].num_lanes = max(arms[0].num_lanes, arms[2].num_lanes)
     min_gap = np.min(np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi])))
     max_hw = max(arm.half_width_m for arm in arms)
     core = max_hw / np.tan(min_gap / 2) + 2.0
-    net = RoadNetwork(arms=arms, core_radius_m=core,
-                      stop_radius_m=core + CROSSWALK_WIDTH_M + 1.0,
-                      green_axis=int(rng.integers(0, 2)))
+    net = RoadNetwork(
+        arms=arms,
+        core_radius_m=core,
+        stop_radius_m=core + CROSSWALK_WIDTH_M + 1.0,
+        green_axis=int(rng.integers(0, 2)))
     _add_arm_lanes(net)
     _add_connectors(net)
     _add_map_segments(net, first_segment_id)
@@ -207,8 +210,14 @@ def _add_connectors(net: RoadNetwork) -> None:
                     lane_out = outs[min(lane_in.lane_number, len(outs) - 1)]
                 p1, yaw1 = lane_out.centerline.point_and_heading(0.0)
                 curve = hermite_curve(p0, float(yaw0), p1, float(yaw1), num=16)
-                conn = Lane(len(net.lanes), 'connector', arm.index, lane_in.lane_number, curve,
-                            to_arm=other.index, turn=turn)
+                conn = Lane(
+                    len(net.lanes),
+                    'connector',
+                    arm.index,
+                    lane_in.lane_number,
+                    curve,
+                    to_arm=other.index,
+                    turn=turn)
                 net.lanes.append(conn)
                 net.connectors[(lane_in.index, lane_out.index)] = conn.index
 
@@ -232,7 +241,9 @@ def _add_map_segments(net: RoadNetwork, first_id: int) -> None:
     for lane in net.lanes:
         left_mark, right_mark = _mark_types(lane, net.arms[lane.arm].num_lanes)
         siblings = {} if lane.kind == 'connector' else {
-            ln.lane_number: ln for ln in net.arm_lanes(lane.arm, lane.kind)}
+            ln.lane_number: ln
+            for ln in net.arm_lanes(lane.arm, lane.kind)
+        }
         for k, seg_id in enumerate(lane.segment_ids):
             s0, s1 = lane.segment_bounds_s[k], lane.segment_bounds_s[k + 1]
             center = lane.centerline.slice(s0, s1, spacing_m=2.0)

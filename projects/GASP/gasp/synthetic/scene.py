@@ -25,11 +25,10 @@ from .transforms import SampledTrajectory, make_se3, rotation_from_ypr
 TRAJ_DT_S = 0.01
 TRAJ_PAD_S = 0.5
 CITIES = ('ATX', 'DTW', 'MIA', 'PAO', 'PIT', 'WDC')
-RING_CAMERA_NAMES = ('ring_front_center', 'ring_front_left', 'ring_front_right',
-                     'ring_side_left', 'ring_side_right', 'ring_rear_left', 'ring_rear_right')
+RING_CAMERA_NAMES = ('ring_front_center', 'ring_front_left', 'ring_front_right', 'ring_side_left',
+                     'ring_side_right', 'ring_rear_left', 'ring_rear_right')
 #: Trigger offset of each ring camera relative to the 20 Hz grid, nanoseconds.
-RING_CAMERA_OFFSET_NS = (0, -4_000_000, 4_000_000, -8_000_000, 8_000_000, -12_000_000,
-                         12_000_000)
+RING_CAMERA_OFFSET_NS = (0, -4_000_000, 4_000_000, -8_000_000, 8_000_000, -12_000_000, 12_000_000)
 
 
 @dataclass
@@ -109,12 +108,17 @@ class Scene:
             return torch.as_tensor(np.asarray(a), device=device, dtype=dt)
 
         return SceneTensors(
-            height=t(self.ground.height), material=t(self.ground.material, torch.uint8),
+            height=t(self.ground.height),
+            material=t(self.ground.material, torch.uint8),
             ground_origin_xy=tuple(float(v) for v in self.ground.origin_xy),
             z_range=self.ground.z_range,
-            prim_obj=t(prim_obj, torch.long), prim_center=t(np.concatenate(centers)),
-            prim_half=t(np.concatenate(halves)), prim_material=t(np.concatenate(mats), torch.long),
-            obj_states=t(self.obj_states), traj_t0_s=self.traj_t0_s, traj_dt_s=self.traj_dt_s,
+            prim_obj=t(prim_obj, torch.long),
+            prim_center=t(np.concatenate(centers)),
+            prim_half=t(np.concatenate(halves)),
+            prim_material=t(np.concatenate(mats), torch.long),
+            obj_states=t(self.obj_states),
+            traj_t0_s=self.traj_t0_s,
+            traj_dt_s=self.traj_dt_s,
             obj_tint=t(np.stack([shape.tint for shape in self.shapes])))
 
 
@@ -139,11 +143,12 @@ def build_scene(preset: SyntheticPreset, seed: int, split: str, log_index: int) 
     rng = np.random.default_rng([seed, split_code, log_index, zlib.crc32(preset.name.encode())])
     log_id = _uuid(rng)
     city = CITIES[int(rng.integers(0, len(CITIES)))]
-    city_offset = np.array([rng.uniform(1000, 9000), rng.uniform(1000, 9000),
+    city_offset = np.array([rng.uniform(1000, 9000),
+                            rng.uniform(1000, 9000),
                             rng.uniform(-5, 40)]).round(3)
     start_ns = int(315_967_000_000_000_000 + rng.integers(0, 10**15) // 1000 * 1000)
-    net = build_road_network(rng, preset.world_half_extent_m,
-                             first_segment_id=int(rng.integers(10**7, 4 * 10**8)))
+    net = build_road_network(
+        rng, preset.world_half_extent_m, first_segment_id=int(rng.integers(10**7, 4 * 10**8)))
     ground = build_ground(net, rng, preset.world_half_extent_m)
     times = np.arange(-TRAJ_PAD_S, preset.duration_s + TRAJ_PAD_S + 1e-9, TRAJ_DT_S)
     ego = plan_ego_drive(net, ground, rng, times, preset.duration_s)
@@ -162,7 +167,17 @@ def build_scene(preset: SyntheticPreset, seed: int, split: str, log_index: int) 
     for name, off in zip(RING_CAMERA_NAMES, RING_CAMERA_OFFSET_NS):
         jitter = rng.integers(-100_000, 100_000, size=frames.size)
         camera_ns[name] = start_ns + frames + off + jitter
-    return Scene(log_id=log_id, split=split, city_name=city, city_offset=city_offset,
-                 start_ns=start_ns, net=net, ground=ground, ego=ego, shapes=pop.shapes,
-                 obj_states=states, track_uuids=track_uuids, sweep_ns=sweep_ns,
-                 camera_ns=camera_ns)
+    return Scene(
+        log_id=log_id,
+        split=split,
+        city_name=city,
+        city_offset=city_offset,
+        start_ns=start_ns,
+        net=net,
+        ground=ground,
+        ego=ego,
+        shapes=pop.shapes,
+        obj_states=states,
+        track_uuids=track_uuids,
+        sweep_ns=sweep_ns,
+        camera_ns=camera_ns)

@@ -93,22 +93,29 @@ def populate_scenery(pop: Population, net: RoadNetwork, ground: GroundSurface,
             for k in range(2):
                 xy, yaw = along(arm, side * (hw + 0.5), net.core_radius_m + 0.8 + 2.4 * k)
                 if occ.take(xy, 0.2):
-                    pop.add(make_shape('bollard', rng), _static_states(xy, yaw, ground,
-                                                                       num_samples), False)
+                    pop.add(
+                        make_shape('bollard', rng), _static_states(xy, yaw, ground, num_samples),
+                        False)
         xy, yaw = along(arm, hw + 0.7, net.stop_radius_m + 0.5)
         if occ.take(xy, 0.3):
             pop.add(make_shape('pole', rng), _static_states(xy, yaw, ground, num_samples), False)
             sign = make_shape('stop_sign', rng)
-            pop.add(sign, _static_states(xy + 0.2 * np.array([np.cos(yaw), np.sin(yaw)]),
-                                         yaw, ground, num_samples), False)
+            pop.add(
+                sign,
+                _static_states(xy + 0.2 * np.array([np.cos(yaw), np.sin(yaw)]), yaw, ground,
+                               num_samples), False)
     tries = 0
     while budget > 0 and tries < 10 * preset.num_street_furniture:
         tries += 1
         arm = net.arms[int(rng.integers(0, 4))]
         side = rng.choice([-1.0, 1.0])
         kind = str(rng.choice(['pole', 'sign', 'tree', 'bollard'], p=[0.35, 0.2, 0.35, 0.1]))
-        lateral = {'pole': 0.6, 'sign': 0.8, 'bollard': 0.4,
-                   'tree': SIDEWALK_WIDTH_M + rng.uniform(1.5, 4.0)}[kind]
+        lateral = {
+            'pole': 0.6,
+            'sign': 0.8,
+            'bollard': 0.4,
+            'tree': SIDEWALK_WIDTH_M + rng.uniform(1.5, 4.0)
+        }[kind]
         xy, yaw = along(arm, side * (arm.half_width_m + lateral),
                         rng.uniform(net.stop_radius_m + 3, arm.centerline.length - 5))
         allowed = grass if kind == 'tree' else offroad

@@ -31,7 +31,9 @@ class Population:
         self.dynamic.append(dynamic)
 
 
-def path_states(path: Polyline2D, s: np.ndarray, ground: GroundSurface,
+def path_states(path: Polyline2D,
+                s: np.ndarray,
+                ground: GroundSurface,
                 reverse_heading: bool = False) -> np.ndarray:
     """(K, 4) states (x, y, z, yaw) of an object at arc lengths ``s`` along ``path``."""
     s = np.clip(s, 0.0, path.length)
@@ -60,16 +62,19 @@ def populate_traffic(pop: Population, net: RoadNetwork, ground: GroundSurface, e
     t = times - times[0]
     span = t[-1]
     # Moving vehicles: green arms, not on the ego's lanes; one speed per incoming lane.
-    lanes_in = [ln for ln in net.lanes if ln.kind == 'incoming' and net.is_green(ln.arm)
-                and ln.index != ego.in_lane]
+    lanes_in = [
+        ln for ln in net.lanes
+        if ln.kind == 'incoming' and net.is_green(ln.arm) and ln.index != ego.in_lane
+    ]
     lane_speed = {ln.index: rng.uniform(7.0, 12.0) for ln in lanes_in}
     used = {ln.index: [] for ln in lanes_in}
     for _ in range(preset.num_moving_vehicles * 3):
         if sum(len(v) for v in used.values()) >= preset.num_moving_vehicles or not lanes_in:
             break
         lane = lanes_in[int(rng.integers(0, len(lanes_in)))]
-        options = [o for o in net.routes_from(lane.index)
-                   if o[1] != ego.out_lane and o[2] != 'left']
+        options = [
+            o for o in net.routes_from(lane.index) if o[1] != ego.out_lane and o[2] != 'left'
+        ]
         if not options:
             continue
         _, out_lane, _ = options[int(rng.integers(0, len(options)))]
@@ -79,8 +84,8 @@ def populate_traffic(pop: Population, net: RoadNetwork, ground: GroundSurface, e
         if any(abs(s0 - other) < 14.0 for other in used[lane.index]):
             continue
         used[lane.index].append(s0)
-        pop.add(make_shape(_vehicle_kind(rng), rng),
-                path_states(route, s0 + speed * t, ground), True)
+        pop.add(
+            make_shape(_vehicle_kind(rng), rng), path_states(route, s0 + speed * t, ground), True)
     # Queued vehicles: red arms, standing at the stop line.
     for ln in net.lanes:
         if ln.kind != 'incoming' or net.is_green(ln.arm):
@@ -112,16 +117,17 @@ def _add_shoulder_users(pop, net, ground, rng, t, preset) -> None:
         if rng.uniform() < 0.08:
             kind = 'bicycle'
         shape = make_shape(kind, rng)
-        states = path_states(line, np.full_like(t, s + rng.uniform(-0.5, 0.5)), ground,
-                             reverse_heading=True)
+        states = path_states(
+            line, np.full_like(t, s + rng.uniform(-0.5, 0.5)), ground, reverse_heading=True)
         pop.add(shape, states, False)
     # Construction cones and barrels in a few of the remaining slots.
     for k in order[n_parked:n_parked + max(1, preset.num_street_furniture // 12)]:
         arm, line, s = slots[k]
         for j in range(3):
             kind = 'barrel' if j == 1 else 'cone'
-            pop.add(make_shape(kind, rng), path_states(line, np.full_like(t, s - 2.5 + 2.5 * j),
-                                                       ground), False)
+            pop.add(
+                make_shape(kind, rng), path_states(line, np.full_like(t, s - 2.5 + 2.5 * j),
+                                                   ground), False)
     for _ in range(preset.num_cyclists):
         arm = net.arms[int(rng.integers(0, len(net.arms)))]
         line = arm.centerline.offset(-(arm.num_lanes * LANE_WIDTH_M + 1.0))

@@ -59,23 +59,26 @@ def quat_wxyz_from_rotation(rot: np.ndarray) -> np.ndarray:
         r = m[sel]
         if b == 0:
             s = np.sqrt(1.0 + tr[sel]) * 2.0
-            q[sel] = np.stack([0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s,
-                               (r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 1, 0] - r[:, 0, 1]) / s], 1)
+            q[sel] = np.stack([
+                0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
+                (r[:, 1, 0] - r[:, 0, 1]) / s
+            ], 1)
         elif b == 1:
             s = np.sqrt(1.0 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2]) * 2.0
             q[sel] = np.stack([(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s,
                                (r[:, 0, 1] + r[:, 1, 0]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s], 1)
         elif b == 2:
             s = np.sqrt(1.0 + r[:, 1, 1] - r[:, 0, 0] - r[:, 2, 2]) * 2.0
-            q[sel] = np.stack([(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s,
-                               0.25 * s, (r[:, 1, 2] + r[:, 2, 1]) / s], 1)
+            q[sel] = np.stack([(r[:, 0, 2] - r[:, 2, 0]) / s,
+                               (r[:, 0, 1] + r[:, 1, 0]) / s, 0.25 * s,
+                               (r[:, 1, 2] + r[:, 2, 1]) / s], 1)
         else:
             s = np.sqrt(1.0 + r[:, 2, 2] - r[:, 0, 0] - r[:, 1, 1]) * 2.0
             q[sel] = np.stack([(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s,
                                (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s], 1)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     q[q[:, 0] < 0] *= -1.0
-    return q.reshape(rot.shape[:-2] + (4,))
+    return q.reshape(rot.shape[:-2] + (4, ))
 
 
 def make_se3(rot: np.ndarray, trans: np.ndarray) -> np.ndarray:

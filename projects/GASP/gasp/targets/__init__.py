@@ -25,7 +25,7 @@ from .missing_rays import extract_missing_rays, read_missing_rays
 __all__ = [
     'BeamModel', 'fit_beam_model', 'missing_firings', 'convert_dinov2_keys',
     'load_dinov2_checkpoint', 'DINOV2_ARCHS', 'DINOv2ViT', 'build_dinov2', 'DINOV3_ARCHS',
-    'DINOv3ViT', 'build_dinov3', 'extract_dino_features', 'read_sweep_features',
-    'FeatureDenoiser', 'DINOFeatureExtractor', 'build_backbone', 'FeatureReduction',
-    'extract_missing_rays', 'read_missing_rays', 'OnlineFeatureTargets', 'fit_feature_reduction'
+    'DINOv3ViT', 'build_dinov3', 'extract_dino_features', 'read_sweep_features', 'FeatureDenoiser',
+    'DINOFeatureExtractor', 'build_backbone', 'FeatureReduction', 'extract_missing_rays',
+    'read_missing_rays', 'OnlineFeatureTargets', 'fit_feature_reduction'
 ]

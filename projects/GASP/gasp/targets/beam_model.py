@@ -64,17 +64,20 @@ class BeamModel:
     sweep_period_ns: float
 
     def to_json(self) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> 'BeamModel':
-        return cls(**{k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
-                      for k, v in data.items()})
+        return cls(**{
+            k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
+            for k, v in data.items()
+        })
 
 
-def firing_directions_sensor(sweep: Dict[str, np.ndarray], sweep_ns: int,
-                             poses: PoseInterpolator,
+def firing_directions_sensor(sweep: Dict[str, np.ndarray], sweep_ns: int, poses: PoseInterpolator,
                              ego_from_lidar: Dict[str, np.ndarray]) -> Tuple[np.ndarray, ...]:
     """Directions of a sweep's returns in their lidar's frame at firing time.
 
@@ -91,8 +94,9 @@ def firing_directions_sensor(sweep: Dict[str, np.ndarray], sweep_ns: int,
     sweep_from_fire = poses.sweep_from_firing(sweep_ns, offsets)[inverse]  # (N, 4, 4)
     unit = (sweep['laser_number'] >= LASERS_PER_LIDAR).astype(np.int64)
     lidar = np.stack([ego_from_lidar[name] for name in LIDARS])[unit]  # (N, 4, 4)
-    origin_sweep = (np.einsum('nij,nj->ni', sweep_from_fire[:, :3, :3], lidar[:, :3, 3]) +
-                    sweep_from_fire[:, :3, 3])
+    origin_sweep = (
+        np.einsum('nij,nj->ni', sweep_from_fire[:, :3, :3], lidar[:, :3, 3]) +
+        sweep_from_fire[:, :3, 3])
     d_sweep = sweep['xyz_ego'].astype(np.float64) - origin_sweep
     d_fire = np.einsum('nji,nj->ni', sweep_from_fire[:, :3, :3], d_sweep)
     d_lidar = np.einsum('nji,nj->ni', lidar[:, :3, :3], d_fire)
@@ -115,8 +119,10 @@ def _column_period(offsets: np.ndarray, lasers: np.ndarray, sweep_ids: np.ndarra
     return float(np.median(diffs[(diffs >= 0.5 * low) & (diffs <= 1.5 * low)]))
 
 
-def fit_beam_model(sweeps: List[Tuple[int, Dict[str, np.ndarray]]], poses: PoseInterpolator,
-                   ego_from_lidar: Dict[str, np.ndarray], sweep_period_ns: float,
+def fit_beam_model(sweeps: List[Tuple[int, Dict[str, np.ndarray]]],
+                   poses: PoseInterpolator,
+                   ego_from_lidar: Dict[str, np.ndarray],
+                   sweep_period_ns: float,
                    min_range_m: float = 3.0) -> BeamModel:
     """Estimate a log's beam model from some of its sweeps.
 
@@ -139,19 +145,18 @@ def fit_beam_model(sweeps: List[Tuple[int, Dict[str, np.ndarray]]], poses: PoseI
         parts['laser'].append(sweep['laser_number'][keep].astype(np.int64))
         parts['offset'].append(sweep['offset_ns'][keep].astype(np.int64))
         parts['sweep'].append(np.full(int(keep.sum()), index))
-    el, az, laser, offset, sweep_id = (np.concatenate(parts[k]) for k in
-                                       ('el', 'az', 'laser', 'offset', 'sweep'))
+    el, az, laser, offset, sweep_id = (
+        np.concatenate(parts[k]) for k in ('el', 'az', 'laser', 'offset', 'sweep'))
     num = 2 * LASERS_PER_LIDAR
     elevation = np.full(num, np.nan)
     for l_id in np.unique(laser):
         elevation[l_id] = np.median(el[laser == l_id])
     unit = laser >= LASERS_PER_LIDAR
-    period = np.array([_column_period(offset[unit == u], laser[unit == u], sweep_id[unit == u])
-                       for u in (0, 1)])
+    period = np.array(
+        [_column_period(offset[unit == u], laser[unit == u], sweep_id[unit == u]) for u in (0, 1)])
     columns = np.round(sweep_period_ns / period).astype(np.int64)
     phase = TWO_PI * (offset % period[unit.astype(int)]) / period[unit.astype(int)]
-    delay = circular_mean(phase, laser, num) % TWO_PI / TWO_PI * np.repeat(period,
-                                                                           LASERS_PER_LIDAR)
+    delay = circular_mean(phase, laser, num) % TWO_PI / TWO_PI * np.repeat(period, LASERS_PER_LIDAR)
     omega = TWO_PI / sweep_period_ns
     best = None
     for spin in (1.0, -1.0):
@@ -161,9 +166,14 @@ def fit_beam_model(sweeps: List[Tuple[int, Dict[str, np.ndarray]]], poses: PoseI
         if best is None or spread < best[0]:
             best = (spread, spin, centre)
     _, spin, azimuth0 = best
-    return BeamModel(elevation_rad=elevation, azimuth0_rad=azimuth0, delay_ns=delay,
-                     column_period_ns=period, columns=columns, spin=spin,
-                     sweep_period_ns=float(sweep_period_ns))
+    return BeamModel(
+        elevation_rad=elevation,
+        azimuth0_rad=azimuth0,
+        delay_ns=delay,
+        column_period_ns=period,
+        columns=columns,
+        spin=spin,
+        sweep_period_ns=float(sweep_period_ns))
 
 
 def missing_firings(model: BeamModel, sweep: Dict[str, np.ndarray], sweep_ns: int,
@@ -187,8 +197,8 @@ def missing_firings(model: BeamModel, sweep: Dict[str, np.ndarray], sweep_ns: in
         period, columns = float(model.column_period_ns[u]), int(model.columns[u])
         lasers = np.arange(u * LASERS_PER_LIDAR, (u + 1) * LASERS_PER_LIDAR)
         lasers = lasers[np.isfinite(model.elevation_rad[lasers])]
-        mine = ((laser >= u * LASERS_PER_LIDAR) & (laser < (u + 1) * LASERS_PER_LIDAR) &
-                np.isfinite(model.delay_ns[laser]))
+        mine = ((laser >= u * LASERS_PER_LIDAR) & (laser < (u + 1) * LASERS_PER_LIDAR)
+                & np.isfinite(model.delay_ns[laser]))
         if not mine.any() or len(lasers) == 0:
             continue
         rel = offset[mine] - model.delay_ns[laser[mine]]
@@ -205,8 +215,10 @@ def missing_firings(model: BeamModel, sweep: Dict[str, np.ndarray], sweep_ns: in
         out_laser.append(lasers[miss_l])
         out_time.append(model.delay_ns[lasers[miss_l]] + shift + miss_k * period)
     if not out_laser:
-        return dict(directions_ego=np.zeros((0, 3), np.float32),
-                    laser_number=np.zeros(0, np.uint8), offset_ns=np.zeros(0, np.int64))
+        return dict(
+            directions_ego=np.zeros((0, 3), np.float32),
+            laser_number=np.zeros(0, np.uint8),
+            offset_ns=np.zeros(0, np.int64))
     miss_laser, miss_time = np.concatenate(out_laser), np.concatenate(out_time)
     el = model.elevation_rad[miss_laser]
     az = model.azimuth0_rad[miss_laser] + model.spin * TWO_PI * miss_time / model.sweep_period_ns
@@ -219,5 +231,7 @@ def missing_firings(model: BeamModel, sweep: Dict[str, np.ndarray], sweep_ns: in
     rot_motion = poses.sweep_from_firing(sweep_ns, uniq)[inverse, :3, :3]
     d_ego = np.einsum('nij,nj->ni', rot_motion, d_fire)
     d_ego /= np.linalg.norm(d_ego, axis=1, keepdims=True)
-    return dict(directions_ego=d_ego.astype(np.float32), laser_number=miss_laser.astype(np.uint8),
-                offset_ns=times)
+    return dict(
+        directions_ego=d_ego.astype(np.float32),
+        laser_number=miss_laser.astype(np.uint8),
+        offset_ns=times)

@@ -33,9 +33,11 @@ def read_manifest(cache_dir, what: str, make_it: str) -> dict:
     """
     path = Path(cache_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise AV2DataError(f'no {what} cache manifest', path=str(path),
-                           fix=f'create the cache with `{make_it}`, or fix the cache_dir in '
-                           'the config.')
+        raise AV2DataError(
+            f'no {what} cache manifest',
+            path=str(path),
+            fix=f'create the cache with `{make_it}`, or fix the cache_dir in '
+            'the config.')
     with open(path) as f:
         return json.load(f)
 
@@ -48,15 +50,18 @@ def check_settings(manifest: dict, expected: Optional[dict], cache_dir, make_it:
         AV2DataError: listing every differing setting and the command to rebuild.
     """
     settings = manifest.get('settings', {})
-    wrong = {k: (settings.get(k), v) for k, v in (expected or {}).items()
-             if v is not None and settings.get(k) != v}
+    wrong = {
+        k: (settings.get(k), v)
+        for k, v in (expected or {}).items() if v is not None and settings.get(k) != v
+    }
     if wrong:
         listed = '; '.join(f'{k}: cache has {have!r}, config wants {want!r}'
                            for k, (have, want) in sorted(wrong.items()))
-        raise AV2DataError(f'the cache was made with other settings ({listed})',
-                           path=str(Path(cache_dir) / MANIFEST_NAME),
-                           fix=f'point the config at a matching cache, or rebuild this one with '
-                           f'`{make_it}` (use a new --output-dir).')
+        raise AV2DataError(
+            f'the cache was made with other settings ({listed})',
+            path=str(Path(cache_dir) / MANIFEST_NAME),
+            fix=f'point the config at a matching cache, or rebuild this one with '
+            f'`{make_it}` (use a new --output-dir).')
 
 
 def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) -> str:
@@ -72,8 +77,10 @@ def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) 
         existing = read_manifest(cache_dir, kind, make_it)
         if existing.get('cache_id') != cache_id:
             check_settings(existing, settings, cache_dir, make_it)
-            raise AV2DataError('the cache manifest does not match these settings',
-                               path=str(path), fix='use a new --output-dir.')
+            raise AV2DataError(
+                'the cache manifest does not match these settings',
+                path=str(path),
+                fix='use a new --output-dir.')
         return cache_id
     save_json_atomic(path, dict(kind=kind, cache_id=cache_id, settings=settings))
     return cache_id

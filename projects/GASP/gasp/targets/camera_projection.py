@@ -7,18 +7,23 @@ from av2.geometry.se3 import SE3
 
 
 def se3(matrix: np.ndarray) -> SE3:
-    return SE3(rotation=np.asarray(matrix[:3, :3], dtype=np.float64),
-               translation=np.asarray(matrix[:3, 3], dtype=np.float64))
+    return SE3(
+        rotation=np.asarray(matrix[:3, :3], dtype=np.float64),
+        translation=np.asarray(matrix[:3, 3], dtype=np.float64))
 
 
 def pinhole_camera(name: str, camera: dict) -> PinholeCamera:
     """av2 camera from an info log table entry ``log['cameras'][name]`` (``ego_from_camera``,
     fx, fy, cx, cy, width, height)."""
-    intrinsics = Intrinsics(fx_px=camera['fx'], fy_px=camera['fy'], cx_px=camera['cx'],
-                            cy_px=camera['cy'], width_px=int(camera['width']),
-                            height_px=int(camera['height']))
-    return PinholeCamera(ego_SE3_cam=se3(camera['ego_from_camera']), intrinsics=intrinsics,
-                         cam_name=name)
+    intrinsics = Intrinsics(
+        fx_px=camera['fx'],
+        fy_px=camera['fy'],
+        cx_px=camera['cx'],
+        cy_px=camera['cy'],
+        width_px=int(camera['width']),
+        height_px=int(camera['height']))
+    return PinholeCamera(
+        ego_SE3_cam=se3(camera['ego_from_camera']), intrinsics=intrinsics, cam_name=name)
 
 
 def project_points(points_ego: np.ndarray, camera: PinholeCamera, city_from_ego_lidar: np.ndarray,
@@ -40,7 +45,8 @@ def project_points(points_ego: np.ndarray, camera: PinholeCamera, city_from_ego_
         valid: (N,) in front of the camera and inside [0, W - 1) x [0, H - 1).
     """
     uv, _, valid = camera.project_ego_to_img_motion_compensated(
-        np.asarray(points_ego, dtype=np.float64), city_SE3_ego_cam_t=se3(city_from_ego_camera),
+        np.asarray(points_ego, dtype=np.float64),
+        city_SE3_ego_cam_t=se3(city_from_ego_camera),
         city_SE3_ego_lidar_t=se3(city_from_ego_lidar))
     valid = valid & np.isfinite(uv).all(1)
     return uv, valid

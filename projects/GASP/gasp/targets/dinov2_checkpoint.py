@@ -91,13 +91,13 @@ def convert_dinov2_keys(official: Dict[str, torch.Tensor]) -> Dict[str, torch.Te
         match = _BLOCK.match(name)
         if match:
             index, rest = match.groups()
-            new = next((f'layers.{index}.{dst}{rest[len(src):]}' for src, dst in _BLOCK_RULES
-                        if rest.startswith(src)), None)
+            new = next((f'layers.{index}.{dst}{rest[len(src):]}'
+                        for src, dst in _BLOCK_RULES if rest.startswith(src)), None)
         elif name in _UNCHANGED:
             new = name
         else:
-            new = next((dst + name[len(src):] for src, dst in _TOP_RULES
-                        if name.startswith(src)), None)
+            new = next((dst + name[len(src):] for src, dst in _TOP_RULES if name.startswith(src)),
+                       None)
         if new is None:
             if name.startswith('head.') or name.startswith('dino_head') or name.startswith(
                     'ibot_head'):
@@ -123,21 +123,24 @@ def load_dinov2_checkpoint(model: torch.nn.Module, path) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise AV2DataError('DINOv2 weights file not found', path=str(path),
-                           fix='download the official checkpoint (e.g. '
-                           'dinov2_vits14_pretrain.pth) on a machine with network and pass '
-                           'its local path with --weights.')
-    state = convert_dinov2_keys(unwrap_state_dict(torch.load(path, map_location='cpu',
-                                                             weights_only=True)))
+        raise AV2DataError(
+            'DINOv2 weights file not found',
+            path=str(path),
+            fix='download the official checkpoint (e.g. '
+            'dinov2_vits14_pretrain.pth) on a machine with network and pass '
+            'its local path with --weights.')
+    state = convert_dinov2_keys(
+        unwrap_state_dict(torch.load(path, map_location='cpu', weights_only=True)))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected)
-                         if tuple(state[k].shape) != tuple(expected[k].shape))
+    wrong_shape = sorted(
+        k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong_shape:
         raise AV2DataError(
             f'checkpoint does not fit the chosen DINOv2 architecture: missing {missing[:5]}, '
-            f'unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]}', path=str(path),
+            f'unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]}',
+            path=str(path),
             fix='choose the --backbone that matches the file (e.g. dinov2_vitb14 for '
             'dinov2_vitb14_pretrain.pth, *_reg for the register variants).')
     model.load_state_dict(state, strict=True)

@@ -31,8 +31,7 @@ DINOV2_ARCHS: Dict[str, dict] = {
     'dinov2_vits14_reg': dict(arch='dinov2-small', num_register_tokens=4),
     'dinov2_vitb14_reg': dict(arch='base', num_register_tokens=4),
     'dinov2_vitl14_reg': dict(arch='large', num_register_tokens=4),
-    'dinov2_vitg14_reg': dict(arch='dinov2-giant', num_register_tokens=4,
-                              ffn_type='swiglu_fused'),
+    'dinov2_vitg14_reg': dict(arch='dinov2-giant', num_register_tokens=4, ffn_type='swiglu_fused'),
 }
 
 
@@ -57,15 +56,20 @@ class DINOv2ViT(VisionTransformer):
                  num_register_tokens: int = 0,
                  ffn_type: str = 'origin',
                  interpolate_offset: float = 0.1):
-        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
-                         out_type='featmap', final_norm=True, layer_scale_init_value=1e-5,
-                         layer_cfgs=dict(ffn_type=ffn_type))
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_type='featmap',
+            final_norm=True,
+            layer_scale_init_value=1e-5,
+            layer_cfgs=dict(ffn_type=ffn_type))
         self.patch_size = patch_size
         self.interpolate_offset = interpolate_offset
         self.num_register_tokens = num_register_tokens
-        self.register_tokens = (nn.Parameter(torch.zeros(1, num_register_tokens,
-                                                         self.embed_dims))
-                                if num_register_tokens else None)
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_register_tokens, self.embed_dims))
+            if num_register_tokens else None)
         self.mask_token = nn.Parameter(torch.zeros(1, self.embed_dims))  # training only
 
     def interpolate_pos_embed(self, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -77,8 +81,9 @@ class DINOv2ViT(VisionTransformer):
         pos = self.pos_embed.float()
         patch_pos = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
         if self.interpolate_offset:
-            size_kwargs = dict(scale_factor=((grid_h + self.interpolate_offset) / side,
-                                             (grid_w + self.interpolate_offset) / side))
+            size_kwargs = dict(
+                scale_factor=((grid_h + self.interpolate_offset) / side,
+                              (grid_w + self.interpolate_offset) / side))
         else:
             size_kwargs = dict(size=(grid_h, grid_w))
         patch_pos = F.interpolate(patch_pos, mode='bicubic', antialias=False, **size_kwargs)
@@ -103,8 +108,9 @@ class DINOv2ViT(VisionTransformer):
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
         tokens = tokens + self.interpolate_pos_embed(grid_h, grid_w)
         if self.register_tokens is not None:
-            tokens = torch.cat([tokens[:, :1], self.register_tokens.expand(batch, -1, -1),
-                                tokens[:, 1:]], dim=1)
+            tokens = torch.cat(
+                [tokens[:, :1],
+                 self.register_tokens.expand(batch, -1, -1), tokens[:, 1:]], dim=1)
         for layer in self.layers:
             tokens = layer(tokens)
         tokens = self.ln1(tokens)

@@ -59,8 +59,8 @@ def fit_feature_reduction(data_dir,
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model, _ = build_backbone(backbone, weights, **(backbone_overrides or {}))
     extractor = DINOFeatureExtractor(model, image_short_side).to(device).eval()
-    jobs, logs = (jobs_from_infos(info_files, data_dir) if info_files else
-                  jobs_from_root(data_dir, splits))
+    jobs, logs = (
+        jobs_from_infos(info_files, data_dir) if info_files else jobs_from_root(data_dir, splits))
     pick = np.unique(np.linspace(0, len(jobs) - 1, min(num_sweeps, len(jobs))).astype(int))
     rng = np.random.default_rng(seed)
     samples = []
@@ -96,12 +96,12 @@ class OnlineFeatureTargets(nn.Module):
                  image_short_side: int = 448,
                  backbone_overrides: Optional[dict] = None):
         super().__init__()
-        model, self.weights_sha256 = build_backbone(backbone, weights,
-                                                    **(backbone_overrides or {}))
+        model, self.weights_sha256 = build_backbone(backbone, weights, **(backbone_overrides or {}))
         self.extractor = DINOFeatureExtractor(model, image_short_side).eval()
         self.extractor.requires_grad_(False)
-        self.reduction = (FeatureReduction.load(reduction) if reduction else
-                          FeatureReduction.subset(int(model.embed_dims), feature_dim))
+        self.reduction = (
+            FeatureReduction.load(reduction) if reduction else FeatureReduction.subset(
+                int(model.embed_dims), feature_dim))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, uv: torch.Tensor,

@@ -28,14 +28,16 @@ from torch import nn
 
 #: hub name -> architecture (all: patch 16, 4 storage tokens, LayerNorm eps 1e-5, rope base 100).
 DINOV3_ARCHS: Dict[str, dict] = {
-    'dinov3_vits16': dict(embed_dim=384, depth=12, num_heads=6, ffn_ratio=4.0, ffn_layer='mlp'),
-    'dinov3_vits16plus': dict(embed_dim=384, depth=12, num_heads=6, ffn_ratio=6.0,
-                              ffn_layer='swiglu'),
-    'dinov3_vitb16': dict(embed_dim=768, depth=12, num_heads=12, ffn_ratio=4.0, ffn_layer='mlp'),
-    'dinov3_vitl16': dict(embed_dim=1024, depth=24, num_heads=16, ffn_ratio=4.0,
-                          ffn_layer='mlp'),
-    'dinov3_vith16plus': dict(embed_dim=1280, depth=32, num_heads=20, ffn_ratio=6.0,
-                              ffn_layer='swiglu'),
+    'dinov3_vits16':
+    dict(embed_dim=384, depth=12, num_heads=6, ffn_ratio=4.0, ffn_layer='mlp'),
+    'dinov3_vits16plus':
+    dict(embed_dim=384, depth=12, num_heads=6, ffn_ratio=6.0, ffn_layer='swiglu'),
+    'dinov3_vitb16':
+    dict(embed_dim=768, depth=12, num_heads=12, ffn_ratio=4.0, ffn_layer='mlp'),
+    'dinov3_vitl16':
+    dict(embed_dim=1024, depth=24, num_heads=16, ffn_ratio=4.0, ffn_layer='mlp'),
+    'dinov3_vith16plus':
+    dict(embed_dim=1280, depth=32, num_heads=20, ffn_ratio=6.0, ffn_layer='swiglu'),
 }
 
 
@@ -147,9 +149,11 @@ class SelfAttention(nn.Module):
         sin, cos = rope
         prefix = tokens - sin.shape[0]
         dtype = q.dtype
-        q = torch.cat([q[:, :, :prefix], rope_apply(q[:, :, prefix:].float(), sin, cos).to(dtype)],
+        q = torch.cat([q[:, :, :prefix],
+                       rope_apply(q[:, :, prefix:].float(), sin, cos).to(dtype)],
                       dim=2)
-        k = torch.cat([k[:, :, :prefix], rope_apply(k[:, :, prefix:].float(), sin, cos).to(dtype)],
+        k = torch.cat([k[:, :, :prefix],
+                       rope_apply(k[:, :, prefix:].float(), sin, cos).to(dtype)],
                       dim=2)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))

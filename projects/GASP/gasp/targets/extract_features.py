@@ -25,11 +25,15 @@ def feature_settings(backbone: str, weights_sha256: str, extractor: DINOFeatureE
                      feature_dim: int, reduction: Optional[FeatureReduction],
                      denoiser_sha256: Optional[str]) -> dict:
     """The manifest settings that determine the cached values."""
-    return dict(version=FEATURES_VERSION, backbone=backbone, weights_sha256=weights_sha256,
-                image_short_side=extractor.image_short_side, patch_size=extractor.patch_size,
-                feature_dim=int(feature_dim),
-                reduction=(f'{reduction.method}:{reduction.digest()}' if reduction else None),
-                denoiser=denoiser_sha256)
+    return dict(
+        version=FEATURES_VERSION,
+        backbone=backbone,
+        weights_sha256=weights_sha256,
+        image_short_side=extractor.image_short_side,
+        patch_size=extractor.patch_size,
+        feature_dim=int(feature_dim),
+        reduction=(f'{reduction.method}:{reduction.digest()}' if reduction else None),
+        denoiser=denoiser_sha256)
 
 
 def run_feature_maps(extractor: DINOFeatureExtractor, images: Dict[tuple, np.ndarray],
@@ -55,9 +59,12 @@ def run_feature_maps(extractor: DINOFeatureExtractor, images: Dict[tuple, np.nda
     return out
 
 
-def compute_features_for_jobs(extractor: DINOFeatureExtractor, jobs: Sequence[SweepJob],
-                              logs: Dict[str, dict], device: torch.device,
-                              reduction: Optional[FeatureReduction] = None, batch_size: int = 8,
+def compute_features_for_jobs(extractor: DINOFeatureExtractor,
+                              jobs: Sequence[SweepJob],
+                              logs: Dict[str, dict],
+                              device: torch.device,
+                              reduction: Optional[FeatureReduction] = None,
+                              batch_size: int = 8,
                               pool: Optional[ThreadPoolExecutor] = None) -> List[dict]:
     """Feature targets of several sweeps (their images go through the ViT together).
 
@@ -73,11 +80,16 @@ def compute_features_for_jobs(extractor: DINOFeatureExtractor, jobs: Sequence[Sw
     for j, job in enumerate(jobs):
         log = logs[job.log_id]
         projection = project_sweep(job, log, read_sweep_points(job, log))
-        feats = sample_sweep_features(projection, {c: maps[(j, c)] for c in loaded[j]},
-                                      {c: img.shape[:2] for c, img in loaded[j].items()},
-                                      reduction)
-        results.append(dict(features=feats.cpu().numpy(), point_index=projection['point_index'],
-                            camera_index=projection['camera_index']))
+        feats = sample_sweep_features(projection, {c: maps[(j, c)]
+                                                   for c in loaded[j]}, {
+                                                       c: img.shape[:2]
+                                                       for c, img in loaded[j].items()
+                                                   }, reduction)
+        results.append(
+            dict(
+                features=feats.cpu().numpy(),
+                point_index=projection['point_index'],
+                camera_index=projection['camera_index']))
     return results
 
 
@@ -130,36 +142,46 @@ def extract_dino_features(data_dir,
     reducer = FeatureReduction.load(reduction) if reduction else None
     dim = reducer.out_dim if reducer else int(model.embed_dims)
     if reducer is not None and reducer.matrix.shape[0] != model.embed_dims:
-        raise AV2DataError(f'reduction expects {reducer.matrix.shape[0]}-d features, {backbone} '
-                           f'gives {model.embed_dims}', path=str(reduction),
-                           fix='fit the reduction on the same backbone.')
+        raise AV2DataError(
+            f'reduction expects {reducer.matrix.shape[0]}-d features, {backbone} '
+            f'gives {model.embed_dims}',
+            path=str(reduction),
+            fix='fit the reduction on the same backbone.')
     if sha == RANDOM_WEIGHTS:
         print('[extract_dino_features] WARNING: no --weights, the ViT has random weights')
     settings = feature_settings(backbone, sha, extractor, dim, reducer,
                                 file_sha256(denoiser) if denoiser else None)
     cache_dir = Path(output_dir)
     cache_id = write_or_check_manifest(cache_dir, FEATURES_KIND, settings, MAKE_FEATURES)
-    jobs, logs = (jobs_from_infos(info_files, data_dir) if info_files else
-                  jobs_from_root(data_dir, splits))
-    todo = [j for j in jobs
-            if not feature_cache_path(cache_dir, j.log_id, j.timestamp_ns).is_file()]
+    jobs, logs = (
+        jobs_from_infos(info_files, data_dir) if info_files else jobs_from_root(data_dir, splits))
+    todo = [
+        j for j in jobs if not feature_cache_path(cache_dir, j.log_id, j.timestamp_ns).is_file()
+    ]
     if max_sweeps is not None:
         todo = todo[:max_sweeps]
-    stats = dict(cache_dir=str(cache_dir), sweeps_total=len(jobs),
-                 sweeps_skipped=len(jobs) - len(todo), sweeps_done=0, images=0)
+    stats = dict(
+        cache_dir=str(cache_dir),
+        sweeps_total=len(jobs),
+        sweeps_skipped=len(jobs) - len(todo),
+        sweeps_done=0,
+        images=0)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=4) as pool, tqdm(
             total=len(todo), desc=f'{backbone} features', unit='sweep',
             disable=not show_progress) as bar:
         for lo in range(0, len(todo), sweeps_per_step):
             step = todo[lo:lo + sweeps_per_step]
-            for job, result in zip(step, compute_features_for_jobs(
-                    extractor, step, logs, device, reducer, batch_size, pool)):
-                save_npz_atomic(feature_cache_path(cache_dir, job.log_id, job.timestamp_ns),
-                                features=result['features'].astype(np.float16),
-                                point_index=result['point_index'].astype(np.int32),
-                                camera_index=result['camera_index'],
-                                cache_id=np.array(cache_id))
+            for job, result in zip(
+                    step,
+                    compute_features_for_jobs(extractor, step, logs, device, reducer, batch_size,
+                                              pool)):
+                save_npz_atomic(
+                    feature_cache_path(cache_dir, job.log_id, job.timestamp_ns),
+                    features=result['features'].astype(np.float16),
+                    point_index=result['point_index'].astype(np.int32),
+                    camera_index=result['camera_index'],
+                    cache_id=np.array(cache_id))
                 stats['images'] += len(job.camera_timestamps_ns)
                 stats['sweeps_done'] += 1
                 bar.update(1)

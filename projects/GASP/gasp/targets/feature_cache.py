@@ -41,21 +41,33 @@ def read_sweep_features(cache_dir, log_id: str, timestamp_ns: int,
     """
     path = feature_cache_path(cache_dir, log_id, timestamp_ns)
     if not path.is_file():
-        raise AV2DataError('no cached DINO features for this sweep', log_id=log_id,
-                           path=str(path), timestamp_ns=int(timestamp_ns),
-                           fix=f'run `{MAKE_FEATURES}` with --output-dir {cache_dir} (it '
-                           'resumes and skips done sweeps), or remove LoadFeatureTargets.')
+        raise AV2DataError(
+            'no cached DINO features for this sweep',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix=f'run `{MAKE_FEATURES}` with --output-dir {cache_dir} (it '
+            'resumes and skips done sweeps), or remove LoadFeatureTargets.')
     try:
         with np.load(path) as data:
-            out = dict(features=data['features'], point_index=data['point_index'].astype(np.int64),
-                       camera_index=data['camera_index'])
+            out = dict(
+                features=data['features'],
+                point_index=data['point_index'].astype(np.int64),
+                camera_index=data['camera_index'])
             file_id = str(data['cache_id'])
     except Exception as err:
-        raise AV2DataError(f'cannot read cached features ({type(err).__name__}: {err})',
-                           log_id=log_id, path=str(path), timestamp_ns=int(timestamp_ns),
-                           fix='delete the file and re-run the extraction.') from err
+        raise AV2DataError(
+            f'cannot read cached features ({type(err).__name__}: {err})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix='delete the file and re-run the extraction.') from err
     if file_id != cache_id:
-        raise AV2DataError(f'cached file belongs to another cache (cache_id {file_id}, '
-                           f'manifest {cache_id})', log_id=log_id, path=str(path),
-                           timestamp_ns=int(timestamp_ns), fix='rebuild the cache in a new folder.')
+        raise AV2DataError(
+            f'cached file belongs to another cache (cache_id {file_id}, '
+            f'manifest {cache_id})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix='rebuild the cache in a new folder.')
     return out

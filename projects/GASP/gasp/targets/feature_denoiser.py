@@ -56,8 +56,8 @@ class FeatureDenoiser(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch, dim, grid_h, grid_w = features.shape
-        pos = F.interpolate(self.pos_embed, size=(grid_h, grid_w), mode='bicubic',
-                            align_corners=False)
+        pos = F.interpolate(
+            self.pos_embed, size=(grid_h, grid_w), mode='bicubic', align_corners=False)
         tokens = (features + pos).flatten(2).transpose(1, 2)
         tokens = self.block(tokens)
         return tokens.transpose(1, 2).reshape(batch, dim, grid_h, grid_w)
@@ -67,13 +67,17 @@ class FeatureDenoiser(nn.Module):
         """Build from a local state dict (sizes read from ``pos_embed``)."""
         path = Path(path)
         if not path.is_file():
-            raise AV2DataError('denoiser weights file not found', path=str(path),
-                               fix='pass a local denoiser checkpoint, or drop --denoiser.')
+            raise AV2DataError(
+                'denoiser weights file not found',
+                path=str(path),
+                fix='pass a local denoiser checkpoint, or drop --denoiser.')
         state = torch.load(path, map_location='cpu', weights_only=True)
         state = state.get('state_dict', state)
         if 'pos_embed' not in state:
-            raise AV2DataError('denoiser checkpoint has no pos_embed', path=str(path),
-                               fix='map the checkpoint keys to FeatureDenoiser names.')
+            raise AV2DataError(
+                'denoiser checkpoint has no pos_embed',
+                path=str(path),
+                fix='map the checkpoint keys to FeatureDenoiser names.')
         _, dim, grid_h, grid_w = state['pos_embed'].shape
         model = cls(dim, num_heads, (grid_h, grid_w))
         model.load_state_dict(state, strict=True)

@@ -37,14 +37,17 @@ def build_backbone(name: str, weights: Optional[str], **overrides) -> Tuple[nn.M
         if weights:
             from ..datasets.errors import AV2DataError
             if not Path(weights).is_file():
-                raise AV2DataError('DINOv3 weights file not found', path=str(weights),
-                                   fix='pass the local official checkpoint with --weights.')
+                raise AV2DataError(
+                    'DINOv3 weights file not found',
+                    path=str(weights),
+                    fix='pass the local official checkpoint with --weights.')
             state = unwrap_state_dict(torch.load(weights, map_location='cpu', weights_only=True))
             result = model.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 raise AV2DataError(
                     f'checkpoint does not fit {name}: missing {result.missing_keys[:5]}, '
-                    f'unexpected {result.unexpected_keys[:5]}', path=str(weights),
+                    f'unexpected {result.unexpected_keys[:5]}',
+                    path=str(weights),
                     fix='choose the --backbone that matches the file.')
             sha = file_sha256(weights)
     else:
@@ -58,8 +61,10 @@ def network_input_size(height: int, width: int, short_side: int, patch: int) -> 
     """Image size fed to the ViT: the short side scaled to ``short_side`` and both sides
     rounded to multiples of the patch size (aspect ratio kept within half a patch)."""
     scale = short_side / min(height, width)
-    return (max(patch, int(round(height * scale / patch)) * patch),
-            max(patch, int(round(width * scale / patch)) * patch))
+    return (max(patch,
+                int(round(height * scale / patch)) * patch),
+            max(patch,
+                int(round(width * scale / patch)) * patch))
 
 
 class DINOFeatureExtractor(nn.Module):
@@ -72,7 +77,9 @@ class DINOFeatureExtractor(nn.Module):
         denoiser: optional module applied to the feature maps.
     """
 
-    def __init__(self, backbone: nn.Module, image_short_side: int = 448,
+    def __init__(self,
+                 backbone: nn.Module,
+                 image_short_side: int = 448,
                  denoiser: Optional[nn.Module] = None):
         super().__init__()
         self.backbone = backbone
@@ -101,8 +108,7 @@ class DINOFeatureExtractor(nn.Module):
         x = images.float()
         size = self.input_size(x.shape[-2], x.shape[-1])
         if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False,
-                              antialias=True)
+            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
         features = self.backbone(x)
         if self.denoiser is not None:

@@ -49,8 +49,9 @@ class FeatureReduction:
         vectors = vectors[:, order]
         # Fix the sign of each axis (largest component positive) so fits are reproducible.
         vectors *= np.sign(vectors[np.abs(vectors).argmax(0), np.arange(dim)])
-        return cls(vectors.astype(np.float32), mean.astype(np.float32), 'pca',
-                   values[order].astype(np.float32))
+        return cls(
+            vectors.astype(np.float32), mean.astype(np.float32), 'pca',
+            values[order].astype(np.float32))
 
     @classmethod
     def subset(cls, channels: int, dim: int) -> 'FeatureReduction':
@@ -82,9 +83,11 @@ class FeatureReduction:
     def load(cls, path) -> 'FeatureReduction':
         path = Path(path)
         if not path.is_file():
-            raise AV2DataError('feature reduction file not found', path=str(path),
-                               fix='create it with tools/generate_dinov3_reduction.py, or '
-                               'leave the reduction out.')
+            raise AV2DataError(
+                'feature reduction file not found',
+                path=str(path),
+                fix='create it with tools/generate_dinov3_reduction.py, or '
+                'leave the reduction out.')
         with np.load(path) as data:
             return cls(data['matrix'].astype(np.float32), data['mean'].astype(np.float32),
                        str(data['method']),

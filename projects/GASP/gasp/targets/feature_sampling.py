@@ -23,8 +23,9 @@ def sample_feature_map(feature_map: torch.Tensor, uv: torch.Tensor, image_height
         centres).
     """
     grid = torch.stack([(2 * uv[:, 0] + 1) / image_width - 1,
-                        (2 * uv[:, 1] + 1) / image_height - 1], dim=-1)
+                        (2 * uv[:, 1] + 1) / image_height - 1],
+                       dim=-1)
     grid = grid.to(feature_map.dtype).view(1, 1, -1, 2)
-    sampled = F.grid_sample(feature_map[None], grid, mode='bilinear', padding_mode='border',
-                            align_corners=False)
+    sampled = F.grid_sample(
+        feature_map[None], grid, mode='bilinear', padding_mode='border', align_corners=False)
     return sampled[0, :, 0].transpose(0, 1)

@@ -49,30 +49,42 @@ def read_missing_rays(cache_dir, log_id: str, timestamp_ns: int,
     """
     path = missing_rays_path(cache_dir, log_id, timestamp_ns)
     if not path.is_file():
-        raise AV2DataError('no cached missing rays for this sweep', log_id=log_id,
-                           path=str(path), timestamp_ns=int(timestamp_ns),
-                           fix=f'run `{MAKE_MISSING_RAYS} --output-dir {cache_dir}` (it '
-                           'resumes), or remove LoadMissingRays from the pipeline.')
+        raise AV2DataError(
+            'no cached missing rays for this sweep',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix=f'run `{MAKE_MISSING_RAYS} --output-dir {cache_dir}` (it '
+            'resumes), or remove LoadMissingRays from the pipeline.')
     try:
         with np.load(path) as data:
             file_id = str(data['cache_id'])
             directions = data['directions_ego'].astype(np.float32)
             laser = data['laser_number']
     except Exception as err:
-        raise AV2DataError(f'cannot read cached missing rays ({type(err).__name__}: {err})',
-                           log_id=log_id, path=str(path), timestamp_ns=int(timestamp_ns),
-                           fix='delete the file and re-run the extraction.') from err
+        raise AV2DataError(
+            f'cannot read cached missing rays ({type(err).__name__}: {err})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix='delete the file and re-run the extraction.') from err
     if file_id != cache_id:
-        raise AV2DataError(f'cached file belongs to another cache (cache_id {file_id}, '
-                           f'manifest {cache_id})', log_id=log_id, path=str(path),
-                           timestamp_ns=int(timestamp_ns),
-                           fix='rebuild the cache in a new folder.')
+        raise AV2DataError(
+            f'cached file belongs to another cache (cache_id {file_id}, '
+            f'manifest {cache_id})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=int(timestamp_ns),
+            fix='rebuild the cache in a new folder.')
     norm = np.linalg.norm(directions, axis=1, keepdims=True)
     return dict(directions_ego=directions / np.maximum(norm, 1e-6), laser_number=laser)
 
 
-def extract_log_missing_rays(log_dir: Path, cache_dir: Path, cache_id: str,
-                             fit_sweeps: int = 30, min_range_m: float = 3.0,
+def extract_log_missing_rays(log_dir: Path,
+                             cache_dir: Path,
+                             cache_id: str,
+                             fit_sweeps: int = 30,
+                             min_range_m: float = 3.0,
                              bar: Optional[tqdm] = None) -> int:
     """Fit the beam model of one log and cache the missing rays of every sweep not done.
 
@@ -87,8 +99,10 @@ def extract_log_missing_rays(log_dir: Path, cache_dir: Path, cache_id: str,
     if not todo:
         return 0
     if len(stamps) < 2:
-        raise AV2DataError('a log needs at least 2 sweeps to estimate its lidar pattern',
-                           log_id=log_id, path=str(log_dir / 'sensors' / 'lidar'))
+        raise AV2DataError(
+            'a log needs at least 2 sweeps to estimate its lidar pattern',
+            log_id=log_id,
+            path=str(log_dir / 'sensors' / 'lidar'))
     poses = PoseInterpolator(*read_city_from_ego(log_dir))
     ego_from_sensor = read_ego_from_sensor(log_dir)
     model_path = cache_dir / log_id / 'beam_model.json'
@@ -98,17 +112,18 @@ def extract_log_missing_rays(log_dir: Path, cache_dir: Path, cache_id: str,
     else:
         pick = np.unique(np.linspace(0, len(stamps) - 1, min(fit_sweeps, len(stamps))).astype(int))
         fit = [(int(stamps[i]), read_sweep(lidar_path(log_dir, stamps[i]), log_id)) for i in pick]
-        model = fit_beam_model(fit, poses, ego_from_sensor, float(np.median(np.diff(stamps))),
-                               min_range_m=min_range_m)
+        model = fit_beam_model(
+            fit, poses, ego_from_sensor, float(np.median(np.diff(stamps))), min_range_m=min_range_m)
         save_json_atomic(model_path, model.to_json())
     for stamp in todo:
         sweep = read_sweep(lidar_path(log_dir, stamp), log_id)
         missing = missing_firings(model, sweep, stamp, poses, ego_from_sensor)
-        save_npz_atomic(missing_rays_path(cache_dir, log_id, stamp),
-                        directions_ego=missing['directions_ego'].astype(np.float16),
-                        laser_number=missing['laser_number'],
-                        offset_ns=missing['offset_ns'].astype(np.int32),
-                        cache_id=np.array(cache_id))
+        save_npz_atomic(
+            missing_rays_path(cache_dir, log_id, stamp),
+            directions_ego=missing['directions_ego'].astype(np.float16),
+            laser_number=missing['laser_number'],
+            offset_ns=missing['offset_ns'].astype(np.int32),
+            cache_id=np.array(cache_id))
         if bar is not None:
             bar.update(1)
     return len(todo)
@@ -136,8 +151,7 @@ def extract_missing_rays(data_dir,
     root = Path(data_dir)
     cache_dir = Path(cache_dir) if cache_dir else root / 'missing_rays'
     settings = dict(version=MISSING_RAYS_VERSION, fit_sweeps=fit_sweeps, min_range_m=min_range_m)
-    cache_id = write_or_check_manifest(cache_dir, MISSING_RAYS_KIND, settings,
-                                       MAKE_MISSING_RAYS)
+    cache_id = write_or_check_manifest(cache_dir, MISSING_RAYS_KIND, settings, MAKE_MISSING_RAYS)
     logs = [log for split in splits for log in split_logs(root, split)]
     total = sum(len(list((log / 'sensors' / 'lidar').glob('*.feather'))) for log in logs)
     with tqdm(total=total, desc='missing rays', unit='sweep', disable=not show_progress) as bar:

@@ -23,8 +23,8 @@ class PoseInterpolator:
 
     def __call__(self, query_ns) -> np.ndarray:
         """(Q, 4, 4) ``city_from_ego`` at the query times (clamped to the table span)."""
-        query = np.clip(np.asarray(query_ns, dtype=np.int64), self.timestamps_ns[0],
-                        self.timestamps_ns[-1])
+        query = np.clip(
+            np.asarray(query_ns, dtype=np.int64), self.timestamps_ns[0], self.timestamps_ns[-1])
         times_s = (query - self._t0) * 1e-9
         out = np.zeros((len(query), 4, 4))
         out[:, :3, :3] = self._slerp(times_s).as_matrix()

@@ -19,15 +19,20 @@ def read_rgb(path: Path, log_id: str, timestamp_ns: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB image."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise AV2DataError('camera image is missing or unreadable', log_id=log_id, path=str(path),
-                           timestamp_ns=timestamp_ns)
+        raise AV2DataError(
+            'camera image is missing or unreadable',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=timestamp_ns)
     return np.ascontiguousarray(image[..., ::-1])
 
 
 def load_sweep_images(job: SweepJob, log: dict) -> Dict[str, np.ndarray]:
     """Camera name -> (H, W, 3) uint8 RGB of the frames matched to the sweep."""
-    return {cam: read_rgb(camera_path(Path(log['log_dir']), cam, stamp), job.log_id, stamp)
-            for cam, stamp in job.camera_timestamps_ns}
+    return {
+        cam: read_rgb(camera_path(Path(log['log_dir']), cam, stamp), job.log_id, stamp)
+        for cam, stamp in job.camera_timestamps_ns
+    }
 
 
 def project_sweep(job: SweepJob, log: dict, points_ego: np.ndarray) -> Dict[str, np.ndarray]:
@@ -53,13 +58,15 @@ def project_sweep(job: SweepJob, log: dict, points_ego: np.ndarray) -> Dict[str,
         better = valid & (margin > best)
         best[better], choice[better], uv_all[better] = margin[better], i, uv[better]
     seen = np.flatnonzero(choice >= 0)
-    return dict(point_index=seen,
-                camera_index=np.array([RING_CAMERAS.index(cams[c]) for c in choice[seen]],
-                                      dtype=np.uint8).reshape(-1),
-                uv=uv_all[seen])
+    return dict(
+        point_index=seen,
+        camera_index=np.array([RING_CAMERAS.index(cams[c]) for c in choice[seen]],
+                              dtype=np.uint8).reshape(-1),
+        uv=uv_all[seen])
 
 
-def sample_sweep_features(projection: Dict[str, np.ndarray], feature_maps: Dict[str, torch.Tensor],
+def sample_sweep_features(projection: Dict[str, np.ndarray],
+                          feature_maps: Dict[str, torch.Tensor],
                           image_hw: Dict[str, tuple],
                           reduction: Optional[FeatureReduction] = None) -> torch.Tensor:
     """(P, D) features of the projected points (float32, on the feature maps' device).

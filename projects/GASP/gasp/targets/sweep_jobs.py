@@ -48,8 +48,10 @@ def jobs_from_infos(info_files: Sequence[str], data_root) -> Tuple[List[SweepJob
             cams = sample['future_camera_timestamps_ns']
             for k, stamp in enumerate(sample['future_timestamps_ns']):
                 key = (sample['log_id'], int(stamp))
-                jobs.setdefault(key, SweepJob(sample['log_id'], int(stamp),
-                                              tuple((c, int(cams[c][k])) for c in RING_CAMERAS)))
+                jobs.setdefault(
+                    key,
+                    SweepJob(sample['log_id'], int(stamp),
+                             tuple((c, int(cams[c][k])) for c in RING_CAMERAS)))
     return [jobs[k] for k in sorted(jobs)], logs
 
 
@@ -60,15 +62,23 @@ def log_table_from_root(log_dir: Path) -> dict:
     intrinsics = read_intrinsics(log_dir)
     for name in RING_CAMERAS:
         if name not in ego_from_sensor or name not in intrinsics:
-            raise AV2DataError(f'no calibration for camera {name!r}', log_id=log_dir.name,
-                               path=str(log_dir / 'calibration'))
-    return dict(log_id=log_dir.name, log_dir=str(log_dir), pose_timestamps_ns=pose_ns,
-                city_from_ego=city_from_ego,
-                cameras={name: dict(ego_from_camera=ego_from_sensor[name], **intrinsics[name])
-                         for name in RING_CAMERAS})
+            raise AV2DataError(
+                f'no calibration for camera {name!r}',
+                log_id=log_dir.name,
+                path=str(log_dir / 'calibration'))
+    return dict(
+        log_id=log_dir.name,
+        log_dir=str(log_dir),
+        pose_timestamps_ns=pose_ns,
+        city_from_ego=city_from_ego,
+        cameras={
+            name: dict(ego_from_camera=ego_from_sensor[name], **intrinsics[name])
+            for name in RING_CAMERAS
+        })
 
 
-def jobs_from_root(data_root, splits: Sequence[str] = ('train', 'val', 'test'),
+def jobs_from_root(data_root,
+                   splits: Sequence[str] = ('train', 'val', 'test'),
                    camera_max_offset_s: float = 0.025) -> Tuple[List[SweepJob], Dict[str, dict]]:
     """Every sweep of every log under ``<data_root>/sensor/<split>``.
 
@@ -84,12 +94,14 @@ def jobs_from_root(data_root, splits: Sequence[str] = ('train', 'val', 'test'),
             for camera in RING_CAMERAS:
                 stamps = list_camera_timestamps(log_dir, camera)
                 tolerance_ns = int(camera_max_offset_s * 1e9)
-                pick = (match_nearest(stamps, lidar_ns, tolerance_ns) if len(stamps) else
-                        np.full(len(lidar_ns), -1))
+                pick = (
+                    match_nearest(stamps, lidar_ns, tolerance_ns) if len(stamps) else np.full(
+                        len(lidar_ns), -1))
                 if (pick < 0).any():
                     raise AV2DataError(
                         f'no {camera} image within {camera_max_offset_s * 1e3:.0f} ms of this '
-                        'lidar sweep', log_id=log_dir.name,
+                        'lidar sweep',
+                        log_id=log_dir.name,
                         path=str(log_dir / 'sensors' / 'cameras' / camera),
                         timestamp_ns=int(lidar_ns[np.argmax(pick < 0)]),
                         fix='restore the images, or use the info files (--info-files) which '

@@ -7,6 +7,6 @@ from .pack_gasp_inputs import PackGASPInputs
 from .random_yaw_rotation import RandomYawRotation
 
 __all__ = [
-    'LoadPastSweeps', 'LoadFutureRays', 'LoadFutureEgoPath', 'RandomYawRotation',
-    'PackGASPInputs', 'LoadMissingRays', 'LoadFeatureTargets'
+    'LoadPastSweeps', 'LoadFutureRays', 'LoadFutureEgoPath', 'RandomYawRotation', 'PackGASPInputs',
+    'LoadMissingRays', 'LoadFeatureTargets'
 ]

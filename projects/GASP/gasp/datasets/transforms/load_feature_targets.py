@@ -49,9 +49,13 @@ class LoadFeatureTargets(BaseTransform):
                  reduction: Optional[str] = None,
                  max_points_per_sweep: Optional[int] = None):
         self.cache_dir = cache_dir
-        self.expected = dict(backbone=backbone, feature_dim=feature_dim,
-                             image_short_side=image_short_side, weights_sha256=weights_sha256,
-                             reduction=reduction, version=FEATURES_VERSION)
+        self.expected = dict(
+            backbone=backbone,
+            feature_dim=feature_dim,
+            image_short_side=image_short_side,
+            weights_sha256=weights_sha256,
+            reduction=reduction,
+            version=FEATURES_VERSION)
         self.max_points_per_sweep = max_points_per_sweep
         self._cache_id = None
 
@@ -59,8 +63,10 @@ class LoadFeatureTargets(BaseTransform):
         if self._cache_id is None:
             manifest = read_manifest(self.cache_dir, 'DINO feature', MAKE_FEATURES)
             if manifest.get('kind') != FEATURES_KIND:
-                raise AV2DataError(f'not a DINO feature cache (kind {manifest.get("kind")!r})',
-                                   path=self.cache_dir, fix='fix cache_dir in the config.')
+                raise AV2DataError(
+                    f'not a DINO feature cache (kind {manifest.get("kind")!r})',
+                    path=self.cache_dir,
+                    fix='fix cache_dir in the config.')
             check_settings(manifest, self.expected, self.cache_dir, MAKE_FEATURES)
             self._cache_id = manifest['cache_id']
         return self._cache_id
@@ -80,7 +86,9 @@ class LoadFeatureTargets(BaseTransform):
                 raise AV2DataError(
                     f'cached point index {int(rows.max())} but the sweep has '
                     f'{len(sweep["xyz_ego"])} points (the sweep file changed)',
-                    log_id=log['log_id'], path=str(path), timestamp_ns=int(stamp),
+                    log_id=log['log_id'],
+                    path=str(path),
+                    timestamp_ns=int(stamp),
                     fix=f'rebuild the feature cache with `{MAKE_FEATURES}`.')
             keep = np.arange(len(rows))
             if self.max_points_per_sweep is not None and len(keep) > self.max_points_per_sweep:

@@ -30,8 +30,7 @@ class LoadFutureEgoPath(BaseTransform):
         stamps = results['ego_path_timestamps_ns']
         ref_from_ego = ref_from_ego_at(results['log'], stamps, results['timestamp_ns'])
         results['ego_path'] = dict(
-            times_s=((np.asarray(stamps) - results['timestamp_ns']) / NS_PER_S).astype(
-                np.float32),
+            times_s=((np.asarray(stamps) - results['timestamp_ns']) / NS_PER_S).astype(np.float32),
             xy=ref_from_ego[:, :2, 3].astype(np.float32),
             yaw=yaw_of(ref_from_ego).astype(np.float32))
         results['ego_footprint'] = np.asarray(self.footprint_xy, dtype=np.float32)

@@ -55,11 +55,11 @@ class LoadFutureRays(BaseTransform):
             lidar_id = (sweep['laser_number'] >= LASERS_PER_LIDAR).astype(np.intp)
             offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
             depths = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
-            keep = np.flatnonzero(outside_box_xy(xyz_ego, self.ego_box_xy) &
-                                  (depths >= self.min_depth))
+            keep = np.flatnonzero(
+                outside_box_xy(xyz_ego, self.ego_box_xy) & (depths >= self.min_depth))
             if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
-                keep = np.sort(rng.choice(keep, self.max_rays_per_sweep, replace=False,
-                                          shuffle=False))
+                keep = np.sort(
+                    rng.choice(keep, self.max_rays_per_sweep, replace=False, shuffle=False))
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
             lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)

@@ -69,11 +69,11 @@ class LoadMissingRays(BaseTransform):
             if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
                 keep = np.sort(np.random.choice(keep, self.max_rays_per_sweep, replace=False))
             unit = (rays['laser_number'][keep] >= LASERS_PER_LIDAR).astype(np.int64)
-            out['origins'].append(transform_points(ref_from_ego[k], lidar_pos_ego[unit]).astype(
-                np.float32))
-            out['directions'].append(
-                (rays['directions_ego'][keep].astype(np.float64) @ ref_from_ego[k][:3, :3].T)
-                .astype(np.float32))
+            out['origins'].append(
+                transform_points(ref_from_ego[k], lidar_pos_ego[unit]).astype(np.float32))
+            out['directions'].append((
+                rays['directions_ego'][keep].astype(np.float64) @ ref_from_ego[k][:3, :3].T).astype(
+                    np.float32))
             out['times_s'].append(
                 np.full(len(keep), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
         results['missing_rays'] = {k: np.concatenate(v) for k, v in out.items()}

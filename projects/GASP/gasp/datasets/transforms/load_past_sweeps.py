@@ -44,8 +44,9 @@ class LoadPastSweeps(BaseTransform):
         chunks = []
         for k, stamp in enumerate(stamps):
             sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
-            keep = (outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
-                    if self.ego_box_xy is not None else slice(None))
+            keep = (
+                outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
+                if self.ego_box_xy is not None else slice(None))
             xyz_ref = transform_points(ref_from_ego[k], sweep['xyz_ego'][keep])
             t_rel_s = np.float32((stamp - results['timestamp_ns']) / NS_PER_S)
             chunk = np.empty((len(xyz_ref), 5), dtype=np.float32)

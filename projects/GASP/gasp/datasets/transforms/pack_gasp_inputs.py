@@ -5,8 +5,8 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from mmengine.structures import BaseDataElement
 
-META_KEYS = ('sample_idx', 'log_id', 'timestamp_ns', 'past_timestamps_ns',
-             'future_timestamps_ns', 'yaw_aug')
+META_KEYS = ('sample_idx', 'log_id', 'timestamp_ns', 'past_timestamps_ns', 'future_timestamps_ns',
+             'yaw_aug')
 
 
 def _to_tensor(value):
@@ -32,8 +32,7 @@ class PackGASPInputs(BaseTransform):
     TARGET_KEYS = ('rays', 'ego_path', 'ego_footprint', 'missing_rays', 'feature_targets')
 
     def transform(self, results: dict) -> dict:
-        sample = BaseDataElement(
-            metainfo={k: results[k] for k in META_KEYS if k in results})
+        sample = BaseDataElement(metainfo={k: results[k] for k in META_KEYS if k in results})
         for key in self.TARGET_KEYS:
             if key in results:
                 sample.set_field(_to_tensor(results[key]), key)

@@ -34,8 +34,7 @@ class RandomYawRotation(BaseTransform):
         self.prob = prob
 
     def transform(self, results: dict) -> dict:
-        yaw = (float(np.random.uniform(*self.yaw_range)) if np.random.rand() < self.prob else
-               0.0)
+        yaw = (float(np.random.uniform(*self.yaw_range)) if np.random.rand() < self.prob else 0.0)
         results['yaw_aug'] = results.get('yaw_aug', 0.0) + yaw
         if yaw == 0.0:
             return results

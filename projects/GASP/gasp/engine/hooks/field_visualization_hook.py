@@ -36,7 +36,9 @@ class FieldVisualizationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, times_s: Sequence[float] = (0.2, 0.6, 1.0), z: float = 0.5,
+    def __init__(self,
+                 times_s: Sequence[float] = (0.2, 0.6, 1.0),
+                 z: float = 0.5,
                  out_dir: str = 'vis'):
         self.times_s = list(times_s)
         self.z = z
@@ -94,8 +96,10 @@ class FieldVisualizationHook(Hook):
             ax.set_ylim(y0, y1)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f'{sample.metainfo.get("log_id", "")} @ {sample.metainfo.get("timestamp_ns")}'
-                     f'  (iter {runner.iter})', fontsize=8)
+        fig.suptitle(
+            f'{sample.metainfo.get("log_id", "")} @ {sample.metainfo.get("timestamp_ns")}'
+            f'  (iter {runner.iter})',
+            fontsize=8)
         fig.tight_layout()
         mkdir_or_exist(osp.join(runner.work_dir, self.out_dir))
         path = osp.join(runner.work_dir, self.out_dir, f'fields_iter_{runner.iter}.png')

@@ -11,8 +11,8 @@ from mmengine.hooks import Hook
 def parameter_fingerprint(model: torch.nn.Module) -> torch.Tensor:
     """(P, 2) float64 per-parameter sum and sum of squares, in registration order."""
     rows = [
-        torch.stack([p.detach().double().sum(), p.detach().double().pow(2).sum()])
-        for p in model.parameters()
+        torch.stack([p.detach().double().sum(),
+                     p.detach().double().pow(2).sum()]) for p in model.parameters()
     ]
     return torch.stack(rows)
 
@@ -42,8 +42,12 @@ class RankConsistencyHook(Hook):
         prints = [p.cpu() for p in all_gather(mine)]
         diffs = [float((p - prints[0]).abs().max()) for p in prints]
         names = [n for n, _ in model.named_parameters()]
-        report = dict(iter=runner.iter, world_size=get_world_size(), max_abs_diff=max(diffs),
-                      identical=max(diffs) <= self.atol, num_parameters=len(names))
+        report = dict(
+            iter=runner.iter,
+            world_size=get_world_size(),
+            max_abs_diff=max(diffs),
+            identical=max(diffs) <= self.atol,
+            num_parameters=len(names))
         if not report['identical']:
             rank = max(range(len(diffs)), key=diffs.__getitem__)
             worst = int((prints[rank] - prints[0]).abs().max(1).values.argmax())

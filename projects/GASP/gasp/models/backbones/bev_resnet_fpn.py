@@ -22,14 +22,20 @@ class BasicResBlock(BaseModule):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, norm_cfg: dict):
         super().__init__()
-        self.conv1 = ConvModule(in_channels, out_channels, 3, stride=stride, padding=1,
-                                norm_cfg=norm_cfg, act_cfg=dict(type='ReLU'))
-        self.conv2 = ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg,
-                                act_cfg=None)
+        self.conv1 = ConvModule(
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=1,
+            norm_cfg=norm_cfg,
+            act_cfg=dict(type='ReLU'))
+        self.conv2 = ConvModule(
+            out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg, act_cfg=None)
         self.shortcut = None
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = ConvModule(in_channels, out_channels, 1, stride=stride,
-                                       norm_cfg=norm_cfg, act_cfg=None)
+            self.shortcut = ConvModule(
+                in_channels, out_channels, 1, stride=stride, norm_cfg=norm_cfg, act_cfg=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: (B, in_channels, H, W). Returns: (B, out_channels, H / stride, W / stride)."""
@@ -86,8 +92,15 @@ class BEVResNetFPN(BaseModule):
 
         stem, channels = [], in_channels
         for width, stride in zip(stem_channels, stem_strides):
-            stem.append(ConvModule(channels, width, 3, stride=stride, padding=1,
-                                   norm_cfg=norm_cfg, act_cfg=dict(type='ReLU')))
+            stem.append(
+                ConvModule(
+                    channels,
+                    width,
+                    3,
+                    stride=stride,
+                    padding=1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=dict(type='ReLU')))
             channels = width
         self.stem = nn.Sequential(*stem)
 
@@ -101,8 +114,8 @@ class BEVResNetFPN(BaseModule):
         self.laterals = nn.ModuleList(
             ConvModule(width, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
             for width in stage_channels)
-        self.output_conv = ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg,
-                                      act_cfg=dict(type='ReLU'))
+        self.output_conv = ConvModule(
+            out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg, act_cfg=dict(type='ReLU'))
 
     def forward(self, bev: torch.Tensor) -> Tuple[torch.Tensor]:
         """Encode a BEV grid.
@@ -122,6 +135,6 @@ class BEVResNetFPN(BaseModule):
             stage_outputs.append(x)
         fused = self.laterals[-1](stage_outputs[-1])
         for lateral, features in zip(self.laterals[-2::-1], stage_outputs[-2::-1]):
-            fused = lateral(features) + F.interpolate(fused, size=features.shape[-2:],
-                                                      mode='nearest')
+            fused = lateral(features) + F.interpolate(
+                fused, size=features.shape[-2:], mode='nearest')
         return (self.output_conv(fused), )

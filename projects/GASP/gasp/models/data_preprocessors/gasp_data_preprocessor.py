@@ -51,8 +51,8 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         self.voxel_size = tuple(voxel_size)
         self.num_past_sweeps = num_past_sweeps
         self.past_interval_s = past_interval_s
-        self.occupancy_sampler = (TASK_UTILS.build(occupancy_sampler)
-                                  if occupancy_sampler else None)
+        self.occupancy_sampler = (
+            TASK_UTILS.build(occupancy_sampler) if occupancy_sampler else None)
         self.ego_sampler = TASK_UTILS.build(ego_sampler) if ego_sampler else None
         self.num_feature_queries = num_feature_queries
         self.bev_input = bev_input
@@ -96,16 +96,16 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
             voxels.append(v)
             coors.append(torch.nn.functional.pad(c, (1, 0), value=i))
             num_points.append(n)
-        return dict(voxels=torch.cat(voxels), coors=torch.cat(coors),
-                    num_points=torch.cat(num_points))
+        return dict(
+            voxels=torch.cat(voxels), coors=torch.cat(coors), num_points=torch.cat(num_points))
 
     def sample_targets(self, samples: List[BaseDataElement]) -> dict:
         targets = {}
         if self.occupancy_sampler is not None and all('rays' in s for s in samples):
             pairs = [
-                self.occupancy_sampler(s.rays.to_dict(),
-                                       missing_rays=(s.missing_rays.to_dict()
-                                                     if 'missing_rays' in s else None))
+                self.occupancy_sampler(
+                    s.rays.to_dict(),
+                    missing_rays=(s.missing_rays.to_dict() if 'missing_rays' in s else None))
                 for s in samples
             ]
             targets['occupancy'] = self._stack(pairs)
@@ -124,13 +124,14 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         if count == 0:
             raise ValueError('GASPDataPreprocessor: a sample has no feature targets '
                              '(no future lidar point projects into a camera)')
-        pick = torch.randint(count, (self.num_feature_queries, ),
-                             device=feature_targets.points.device)
+        pick = torch.randint(
+            count, (self.num_feature_queries, ), device=feature_targets.points.device)
         queries = torch.cat([feature_targets.points[pick], feature_targets.times_s[pick, None]],
                             dim=1)
         return queries.float(), feature_targets.features[pick].float()
 
     @staticmethod
     def _stack(pairs):
-        return dict(queries=torch.stack([q for q, _ in pairs]),
-                    labels=torch.stack([lab for _, lab in pairs]))
+        return dict(
+            queries=torch.stack([q for q, _ in pairs]),
+            labels=torch.stack([lab for _, lab in pairs]))

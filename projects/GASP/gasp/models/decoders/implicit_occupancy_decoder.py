@@ -87,9 +87,10 @@ class ImplicitOccupancyDecoder(BaseModule):
             MODELS.build(dict(type='ResidualMLPBlock', channels=hidden_channels))
             for _ in range(num_res_blocks)
         ])
-        self.output_layers = nn.ModuleDict(
-            {name: nn.Linear(hidden_channels, size)
-             for name, size in heads.items()})
+        self.output_layers = nn.ModuleDict({
+            name: nn.Linear(hidden_channels, size)
+            for name, size in heads.items()
+        })
         self._init_sampling()
 
     def init_weights(self) -> None:
@@ -138,7 +139,9 @@ class ImplicitOccupancyDecoder(BaseModule):
                                          weights)
         return self.res_blocks(hidden + self.gathered_proj(gathered))
 
-    def forward(self, bev_feats: torch.Tensor, queries: torch.Tensor,
+    def forward(self,
+                bev_feats: torch.Tensor,
+                queries: torch.Tensor,
                 head: str = 'occupancy') -> torch.Tensor:
         """Evaluate one head of the field at the query points.
 
@@ -160,7 +163,8 @@ class ImplicitOccupancyDecoder(BaseModule):
                              f'with the batch of bev_feats {tuple(bev_feats.shape)}, got '
                              f'{tuple(queries.shape)}')
         if head in self.planar_heads:
-            queries = torch.cat([queries[..., :2], torch.zeros_like(queries[..., 2:3]),
-                                 queries[..., 3:]], dim=-1)
+            queries = torch.cat(
+                [queries[..., :2],
+                 torch.zeros_like(queries[..., 2:3]), queries[..., 3:]], dim=-1)
         out = self.output_layers[head](self.trunk(bev_feats, queries))
         return out.squeeze(-1) if self.head_sizes[head] == 1 else out

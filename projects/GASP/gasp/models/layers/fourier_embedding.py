@@ -42,8 +42,8 @@ class FourierEmbedding(BaseModule):
         self.include_input = include_input
         self.register_buffer('lower', torch.tensor(lower), persistent=False)
         self.register_buffer('upper', torch.tensor(upper), persistent=False)
-        self.register_buffer('frequencies', torch.pi * 2.0**torch.arange(num_frequencies),
-                             persistent=False)
+        self.register_buffer(
+            'frequencies', torch.pi * 2.0**torch.arange(num_frequencies), persistent=False)
 
     @property
     def out_channels(self) -> int:

@@ -35,7 +35,9 @@ class FeatureDistillationLoss(nn.Module):
         self.loss_weight = loss_weight
         self.eps = eps
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+    def forward(self,
+                pred: torch.Tensor,
+                target: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Compute the loss.
 

@@ -24,7 +24,9 @@ class OccupancyBCELoss(nn.Module):
         super().__init__()
         self.loss_weight = loss_weight
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+    def forward(self,
+                logits: torch.Tensor,
+                targets: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Compute the loss.
 
@@ -39,6 +41,6 @@ class OccupancyBCELoss(nn.Module):
         if targets.shape != logits.shape:
             raise ValueError(f'OccupancyBCELoss: logits {tuple(logits.shape)} and targets '
                              f'{tuple(targets.shape)} must have the same shape')
-        losses = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype),
-                                                    reduction='none')
+        losses = F.binary_cross_entropy_with_logits(
+            logits, targets.to(logits.dtype), reduction='none')
         return self.loss_weight * weighted_mean(losses, weights)

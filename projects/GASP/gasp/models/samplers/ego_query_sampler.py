@@ -69,7 +69,9 @@ class EgoQuerySampler:
         self.band_width = band_width
         self.region_xy = region_xy
 
-    def __call__(self, path: Dict[str, torch.Tensor], footprint: torch.Tensor,
+    def __call__(self,
+                 path: Dict[str, torch.Tensor],
+                 footprint: torch.Tensor,
                  generator: Optional[torch.Generator] = None):
         """Returns queries (Q, 4) float32 (x, y, 0, t) and labels (Q,) float32."""
         device = path['xy'].device
@@ -85,16 +87,18 @@ class EgoQuerySampler:
         n_in, n_band = n // 3, n // 3
         n_region = n - n_in - n_band
         # Inside the footprint, in the vehicle frame, then placed at the pose.
-        local = torch.stack([footprint[0] + (footprint[2] - footprint[0]) * uniform(n_in),
-                             footprint[1] + (footprint[3] - footprint[1]) * uniform(n_in)], 1)
+        local = torch.stack([
+            footprint[0] + (footprint[2] - footprint[0]) * uniform(n_in), footprint[1] +
+            (footprint[3] - footprint[1]) * uniform(n_in)
+        ], 1)
         c, s = torch.cos(pose_yaw[:n_in]), torch.sin(pose_yaw[:n_in])
-        inside = pose_xy[:n_in] + torch.stack([c * local[:, 0] - s * local[:, 1],
-                                               s * local[:, 0] + c * local[:, 1]], 1)
+        inside = pose_xy[:n_in] + torch.stack(
+            [c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1]], 1)
         # Around the path: the pose at the query time plus a uniform offset in the band.
         band = pose_xy[n_in:n_in + n_band] + self.band_width * (2 * uniform(n_band, 2) - 1)
         x0, y0, x1, y1 = self.region_xy
-        region = torch.stack([x0 + (x1 - x0) * uniform(n_region),
-                              y0 + (y1 - y0) * uniform(n_region)], 1)
+        region = torch.stack(
+            [x0 + (x1 - x0) * uniform(n_region), y0 + (y1 - y0) * uniform(n_region)], 1)
         xy = torch.cat([inside, band, region])
         labels = inside_footprint(xy, pose_xy, pose_yaw, footprint).float()
         queries = torch.cat([xy, torch.zeros(n, 1, device=device), times[:, None]], 1)

@@ -61,8 +61,9 @@ class OccupancyQuerySampler:
             raise ValueError('OccupancyQuerySampler: missing_ray_fraction='
                              f'{self.missing_ray_fraction} but the sample has no missing rays; '
                              'add LoadMissingRays to the pipeline or set the fraction to 0')
-        num_missing = (int(round(half * self.missing_ray_fraction))
-                       if missing_rays is not None and missing_rays['times_s'].numel() else 0)
+        num_missing = (
+            int(round(half * self.missing_ray_fraction))
+            if missing_rays is not None and missing_rays['times_s'].numel() else 0)
 
         def uniform(n):
             return torch.rand(n, generator=generator, device=device)
@@ -73,8 +74,8 @@ class OccupancyQuerySampler:
         pos = pick(half, num_rays)
         depth_pos = rays['depths'][pos] + self.positive_margin * uniform(half)
         neg = pick(half - num_missing, num_rays)
-        depth_neg = (rays['depths'][neg] - self.negative_margin).clamp(min=0) * uniform(
-            half - num_missing)
+        depth_neg = (rays['depths'][neg] - self.negative_margin).clamp(min=0) * uniform(half -
+                                                                                        num_missing)
         origins = [rays['origins'][pos], rays['origins'][neg]]
         directions = [rays['directions'][pos], rays['directions'][neg]]
         depths = [depth_pos, depth_neg]
