@@ -13,7 +13,6 @@ import pyarrow.feather as pa_feather
 import pytest
 
 from gasp.synthetic import PRESETS, build_scene, get_preset, log_tasks
-from gasp.synthetic.av2_writer import atomic_write_bytes
 from gasp.synthetic.cameras import camera_rig
 from gasp.synthetic.lidar import av2_lidar_rig
 from gasp.synthetic.scene import CITIES, RING_CAMERA_NAMES
@@ -339,18 +338,3 @@ def test_ego_poses_follow_the_lanes(synthetic_av2_root):
                 err = (yaw - np.arctan2(seg[k, 1], seg[k, 0]) + np.pi) % (2 * np.pi) - np.pi
                 aligned |= bool(d[k] < 0.3 and abs(err) < np.deg2rad(10))
             assert aligned, (log_dir.name, p, yaw)
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    target = tmp_path / 'a' / 'file.bin'
-    atomic_write_bytes(target, b'123')
-    assert target.read_bytes() == b'123'
-
-    def boom(src, dst):
-        raise OSError('disk full')
-
-    monkeypatch.setattr('gasp.synthetic.av2_writer.os.replace', boom)
-    with pytest.raises(OSError):
-        atomic_write_bytes(target, b'456')
-    assert target.read_bytes() == b'123'
-    assert [p.name for p in target.parent.iterdir()] == ['file.bin']

@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from mmengine.config import Config, DictAction
 
-from gasp.evaluation.atomic_json import dump_json_atomic
+from gasp.fileio import dump_json_atomic
 
 
 def parse_args():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from gasp.evaluation import (BASELINES, evaluate_frames, generate_query_frames, get_protocol,
                              predict_frames, write_challenge_rays, write_submission)
-from gasp.evaluation.atomic_json import dump_json_atomic
 from gasp.evaluation.occ_forecasting_metric import VARIANTS
+from gasp.fileio import dump_json_atomic
 
 
 def parse_args():

@@ -5,9 +5,6 @@ log). A sample in ``data_list`` holds only timestamps; the per-log table ``logs[
 holds what samples share: the log folder, the ego-pose table, the sensor calibration. No
 sensor data is stored, so info files stay small and the loaders read the files they need.
 """
-import os
-import pickle
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.utils import ProgressBar, track_parallel_progress
 
+from ..fileio import save_pickle_atomic
 from .av2_io import (LIDARS, RING_CAMERAS, list_camera_timestamps, list_lidar_timestamps,
                      read_city_from_ego, read_ego_from_sensor, read_intrinsics)
 from .errors import AV2DataError
@@ -199,22 +197,6 @@ def _log_job(args):
     return log_samples(log_dir, root, split, timing)
 
 
-def write_pickle_atomic(obj, path: Path) -> None:
-    """Write a pickle so that a crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def create_av2_infos(root_path: str,
                      out_dir: str,
                      splits: Sequence[str] = ('train', 'val', 'test'),
@@ -268,7 +250,7 @@ def create_av2_infos(root_path: str,
             cameras=list(RING_CAMERAS),
             lidars=list(LIDARS))
         path = Path(out_dir) / f'{prefix}_infos_{split}.pkl'
-        write_pickle_atomic(dict(metainfo=metainfo, data_list=data_list, logs=log_tables), path)
+        save_pickle_atomic(path, dict(metainfo=metainfo, data_list=data_list, logs=log_tables))
         print(f'[create_data] {split}: {len(data_list)} samples from {len(log_tables)} logs '
               f'-> {path}')
         written[split] = path

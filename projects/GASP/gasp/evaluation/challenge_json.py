@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .atomic_json import dump_json_atomic, load_json
+from ..fileio import dump_json_atomic, load_json
 from .query_rays import OccForecastingFrame
 
 FORMAT_VERSION = 1

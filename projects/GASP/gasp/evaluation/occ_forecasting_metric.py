@@ -12,7 +12,7 @@ from mmdet3d.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from .atomic_json import dump_json_atomic
+from ..fileio import dump_json_atomic
 from .challenge_json import Predictions
 from .chamfer import DEFAULT_CHUNK
 from .occ_forecasting_errors import METRIC_NAMES, occ_forecasting_step_errors

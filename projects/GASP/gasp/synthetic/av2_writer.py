@@ -5,8 +5,6 @@ Every file is written to a temporary name in its folder and moved into place wit
 """
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable
 
@@ -14,30 +12,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ..fileio import atomic_write_bytes
 from .cameras import CameraModel
 from .ground import AV2_GROUND_RES_M, RES_M
 from .scene import Scene
 from .transforms import quat_wxyz_from_rotation
 
 POSE_COLUMNS = ('qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m')
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_feather(frame: pd.DataFrame, path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..datasets.errors import AV2DataError
-from .atomic_io import save_json_atomic
+from ..fileio import dump_json_atomic
 
 MANIFEST_NAME = 'manifest.json'
 
@@ -82,5 +82,6 @@ def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) 
                 path=str(path),
                 fix='use a new --output-dir.')
         return cache_id
-    save_json_atomic(path, dict(kind=kind, cache_id=cache_id, settings=settings))
+    dump_json_atomic(
+        dict(kind=kind, cache_id=cache_id, settings=settings), path, indent=1, sort_keys=True)
     return cache_id

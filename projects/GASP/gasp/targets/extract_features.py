@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..datasets.errors import AV2DataError
-from .atomic_io import save_npz_atomic
+from ..fileio import save_npz_atomic
 from .cache_manifest import write_or_check_manifest
 from .dinov2_checkpoint import file_sha256
 from .feature_cache import FEATURES_KIND, FEATURES_VERSION, MAKE_FEATURES, feature_cache_path

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..datasets.errors import AV2DataError
-from .atomic_io import save_npz_atomic
+from ..fileio import save_npz_atomic
 
 
 @dataclass

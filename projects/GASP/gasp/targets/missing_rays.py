@@ -23,7 +23,7 @@ from ..datasets.av2_infos import split_logs
 from ..datasets.av2_io import (lidar_path, list_lidar_timestamps, read_city_from_ego,
                                read_ego_from_sensor, read_sweep)
 from ..datasets.errors import AV2DataError
-from .atomic_io import save_json_atomic, save_npz_atomic
+from ..fileio import dump_json_atomic, save_npz_atomic
 from .beam_model import BeamModel, fit_beam_model, missing_firings
 from .cache_manifest import write_or_check_manifest
 from .pose_interpolation import PoseInterpolator
@@ -114,7 +114,7 @@ def extract_log_missing_rays(log_dir: Path,
         fit = [(int(stamps[i]), read_sweep(lidar_path(log_dir, stamps[i]), log_id)) for i in pick]
         model = fit_beam_model(
             fit, poses, ego_from_sensor, float(np.median(np.diff(stamps))), min_range_m=min_range_m)
-        save_json_atomic(model_path, model.to_json())
+        dump_json_atomic(model.to_json(), model_path, indent=1, sort_keys=True)
     for stamp in todo:
         sweep = read_sweep(lidar_path(log_dir, stamp), log_id)
         missing = missing_firings(model, sweep, stamp, poses, ego_from_sensor)
