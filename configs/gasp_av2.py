@@ -19,7 +19,11 @@ train_pipeline = [
     dict(type='LoadFutureRays', max_rays_per_sweep={{_base_.max_rays_per_sweep}}),
     dict(type='LoadFutureEgoPath'),
     dict(type='LoadMissingRays', cache_dir=missing_rays_dir, max_rays_per_sweep=4096),
-    dict(type='LoadFeatureTargets', cache_dir=features_dir, feature_dim={{_base_.feature_dim}}),
+    dict(
+        type='LoadFeatureTargets',
+        cache_dir=features_dir,
+        feature_dim={{_base_.feature_dim}},
+        max_points_per_sweep=4096),
     dict(type='RandomYawRotation'),
     dict(type='PackGASPInputs'),
 ]

@@ -22,7 +22,11 @@ train_pipeline = [
     dict(type='LoadFutureRays', max_rays_per_sweep=2048),
     dict(type='LoadFutureEgoPath'),
     dict(type='LoadMissingRays', cache_dir=missing_rays_dir, max_rays_per_sweep=1024),
-    dict(type='LoadFeatureTargets', cache_dir=features_dir, feature_dim=feature_dim),
+    dict(
+        type='LoadFeatureTargets',
+        cache_dir=features_dir,
+        feature_dim=feature_dim,
+        max_points_per_sweep=1024),
     dict(type='RandomYawRotation'),
     dict(type='PackGASPInputs'),
 ]

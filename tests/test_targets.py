@@ -536,3 +536,22 @@ def test_feature_denoiser_loads_from_a_local_file(tmp_path):
     assert out.shape == features.shape and not torch.allclose(out, features)
     with pytest.raises(AV2DataError, match='denoiser'):
         FeatureDenoiser.from_file(tmp_path / 'absent.pth')
+
+
+def test_npz_members_are_memory_mapped_with_the_same_values(tmp_path):
+    from gasp.targets.feature_cache import memmap_npz_member
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1000, 24)).astype(np.float16)
+    index = np.arange(1000, dtype=np.int32)[::-1].copy()
+    np.savez(tmp_path / 'stored.npz', features=features, point_index=index, cache_id='abc')
+    np.savez_compressed(tmp_path / 'compressed.npz', features=features)
+    mapped = memmap_npz_member(tmp_path / 'stored.npz', 'features')
+    assert isinstance(mapped, np.memmap) and mapped.shape == (1000, 24)
+    rows = np.array([3, 999, 0, 512])
+    np.testing.assert_array_equal(mapped[rows], features[rows])
+    np.testing.assert_array_equal(memmap_npz_member(tmp_path / 'stored.npz', 'point_index'), index)
+    np.testing.assert_array_equal(
+        memmap_npz_member(tmp_path / 'compressed.npz', 'features'), features)
+    np.savez(tmp_path / 'objects.npz', features=np.array([{'a': 1}], dtype=object))
+    with pytest.raises(ValueError, match='Python objects'):
+        memmap_npz_member(tmp_path / 'objects.npz', 'features')

@@ -98,6 +98,6 @@ class LoadFeatureTargets(BaseTransform):
             out['points'].append(points_ref.astype(np.float32))
             out['times_s'].append(
                 np.full(len(keep), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
-            out['features'].append(cached['features'][keep].astype(np.float16))
+            out['features'].append(np.asarray(cached['features'][keep], dtype=np.float16))
         results['feature_targets'] = {k: np.concatenate(v) for k, v in out.items()}
         return results
