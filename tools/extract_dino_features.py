@@ -41,6 +41,8 @@ def parse_args():
     parser.add_argument('--sweeps-per-step', type=int, default=4)
     parser.add_argument('--max-sweeps', type=int, help='stop after this many new sweeps')
     parser.add_argument(
+        '--threads', type=int, default=4, help='CPU threads decoding images and projecting points')
+    parser.add_argument(
         '--allow-random-weights',
         action='store_true',
         help='run without --weights (timing and tests only)')
@@ -65,7 +67,8 @@ def main():
         device=args.device,
         batch_size=args.batch_size,
         sweeps_per_step=args.sweeps_per_step,
-        max_sweeps=args.max_sweeps)
+        max_sweeps=args.max_sweeps,
+        num_threads=args.threads)
     print(json.dumps(stats, indent=1))
 
 

@@ -59,31 +59,46 @@ def run_feature_maps(extractor: DINOFeatureExtractor, images: Dict[tuple, np.nda
     return out
 
 
+def prepare_job(job: SweepJob, log: dict) -> dict:
+    """CPU work of one sweep: decode its camera images and project its points into them."""
+    images = load_sweep_images(job, log)
+    return dict(images=images, projection=project_sweep(job, log, read_sweep_points(job, log)))
+
+
 def compute_features_for_jobs(extractor: DINOFeatureExtractor,
                               jobs: Sequence[SweepJob],
                               logs: Dict[str, dict],
                               device: torch.device,
                               reduction: Optional[FeatureReduction] = None,
                               batch_size: int = 8,
-                              pool: Optional[ThreadPoolExecutor] = None) -> List[dict]:
+                              pool: Optional[ThreadPoolExecutor] = None,
+                              prepared: Optional[Sequence[dict]] = None) -> List[dict]:
     """Feature targets of several sweeps (their images go through the ViT together).
+
+    Args:
+        prepared: the jobs' :func:`prepare_job` results when already computed (the
+            extraction loop prepares the next step while the device works on this one).
 
     Returns:
         per job: ``features`` (P, D) float32 numpy, ``point_index`` (P,) int64,
         ``camera_index`` (P,) uint8.
     """
-    pool = pool or ThreadPoolExecutor(max_workers=4)
-    loaded = list(pool.map(lambda job: load_sweep_images(job, logs[job.log_id]), jobs))
-    images = {(j, cam): img for j, imgs in enumerate(loaded) for cam, img in imgs.items()}
+    if prepared is None:
+        pool = pool or ThreadPoolExecutor(max_workers=4)
+        prepared = list(pool.map(lambda job: prepare_job(job, logs[job.log_id]), jobs))
+    images = {
+        (j, cam): img
+        for j, prep in enumerate(prepared)
+        for cam, img in prep['images'].items()
+    }
     maps = run_feature_maps(extractor, images, batch_size, device)
     results = []
-    for j, job in enumerate(jobs):
-        log = logs[job.log_id]
-        projection = project_sweep(job, log, read_sweep_points(job, log))
+    for j, prep in enumerate(prepared):
+        projection = prep['projection']
         feats = sample_sweep_features(projection, {c: maps[(j, c)]
-                                                   for c in loaded[j]}, {
+                                                   for c in prep['images']}, {
                                                        c: img.shape[:2]
-                                                       for c, img in loaded[j].items()
+                                                       for c, img in prep['images'].items()
                                                    }, reduction)
         results.append(
             dict(
@@ -91,6 +106,15 @@ def compute_features_for_jobs(extractor: DINOFeatureExtractor,
                 point_index=projection['point_index'],
                 camera_index=projection['camera_index']))
     return results
+
+
+def save_sweep_features(cache_dir: Path, job: SweepJob, result: dict, cache_id: str) -> None:
+    save_npz_atomic(
+        feature_cache_path(cache_dir, job.log_id, job.timestamp_ns),
+        features=result['features'].astype(np.float16),
+        point_index=result['point_index'].astype(np.int32),
+        camera_index=result['camera_index'],
+        cache_id=np.array(cache_id))
 
 
 def extract_dino_features(data_dir,
@@ -106,6 +130,7 @@ def extract_dino_features(data_dir,
                           batch_size: int = 8,
                           sweeps_per_step: int = 4,
                           max_sweeps: Optional[int] = None,
+                          num_threads: int = 4,
                           show_progress: bool = True,
                           backbone_overrides: Optional[dict] = None) -> dict:
     """Cache the DINO feature targets of every sweep the pipeline uses.
@@ -128,12 +153,15 @@ def extract_dino_features(data_dir,
         batch_size: images per ViT forward.
         sweeps_per_step: sweeps whose images are batched together.
         max_sweeps: stop after this many new sweeps (timing runs).
+        num_threads: CPU threads that decode images and project points.
         show_progress: progress bar.
         backbone_overrides: architecture overrides (small random ViTs in tests).
 
     Returns:
         dict with ``cache_dir``, ``sweeps_total``, ``sweeps_skipped``, ``sweeps_done``,
-        ``images``, ``seconds``, ``images_per_s``.
+        ``images``, ``seconds``, ``images_per_s`` and where the time went:
+        ``wait_for_cpu_s`` (image decoding and projection not done in time),
+        ``device_s`` (ViT and feature sampling), ``wait_for_writes_s``.
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model, sha = build_backbone(backbone, weights, **(backbone_overrides or {}))
@@ -167,24 +195,45 @@ def extract_dino_features(data_dir,
         sweeps_done=0,
         images=0)
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=4) as pool, tqdm(
-            total=len(todo), desc=f'{backbone} features', unit='sweep',
-            disable=not show_progress) as bar:
-        for lo in range(0, len(todo), sweeps_per_step):
-            step = todo[lo:lo + sweeps_per_step]
-            for job, result in zip(
-                    step,
-                    compute_features_for_jobs(extractor, step, logs, device, reducer, batch_size,
-                                              pool)):
-                save_npz_atomic(
-                    feature_cache_path(cache_dir, job.log_id, job.timestamp_ns),
-                    features=result['features'].astype(np.float16),
-                    point_index=result['point_index'].astype(np.int32),
-                    camera_index=result['camera_index'],
-                    cache_id=np.array(cache_id))
-                stats['images'] += len(job.camera_timestamps_ns)
-                stats['sweeps_done'] += 1
-                bar.update(1)
+    timing = dict(wait_for_cpu_s=0.0, device_s=0.0, wait_for_writes_s=0.0)
+    steps = [todo[lo:lo + sweeps_per_step] for lo in range(0, len(todo), sweeps_per_step)]
+    # Three overlapped stages: CPU threads decode and project the next step, the device runs
+    # the ViT on this one, a writer thread saves the previous one.
+    with ThreadPoolExecutor(num_threads) as pool, ThreadPoolExecutor(1) as writer, \
+            tqdm(total=len(todo), desc=f'{backbone} features', unit='sweep',
+                 disable=not show_progress) as bar:
+
+        def prepare(step):
+            return [pool.submit(prepare_job, job, logs[job.log_id]) for job in step]
+
+        upcoming = prepare(steps[0]) if steps else []
+        writes = []
+        for index, step in enumerate(steps):
+            tic = time.perf_counter()
+            prepared = [future.result() for future in upcoming]
+            timing['wait_for_cpu_s'] += time.perf_counter() - tic
+            if index + 1 < len(steps):
+                upcoming = prepare(steps[index + 1])
+            tic = time.perf_counter()
+            results = compute_features_for_jobs(
+                extractor, step, logs, device, reducer, batch_size, prepared=prepared)
+            timing['device_s'] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            for future in writes:  # at most one step of results waits in memory
+                future.result()
+            timing['wait_for_writes_s'] += time.perf_counter() - tic
+            writes = [
+                writer.submit(save_sweep_features, cache_dir, job, result, cache_id)
+                for job, result in zip(step, results)
+            ]
+            stats['images'] += sum(len(job.camera_timestamps_ns) for job in step)
+            stats['sweeps_done'] += len(step)
+            bar.update(len(step))
+        tic = time.perf_counter()
+        for future in writes:
+            future.result()
+        timing['wait_for_writes_s'] += time.perf_counter() - tic
+    stats.update({k: round(v, 3) for k, v in timing.items()})
     stats['seconds'] = time.perf_counter() - start
     stats['images_per_s'] = stats['images'] / max(stats['seconds'], 1e-9)
     return stats
