@@ -43,7 +43,7 @@ def main():
     from mmdet3d.registry import DATASETS, TRANSFORMS
 
     from gasp.datasets import av2_io
-    from gasp.datasets.transforms import load_future_rays, load_past_sweeps
+    from gasp.datasets.transforms import load_past_sweeps
 
     dataset_cfg = cfg.train_dataloader.dataset
     if args.data_root:
@@ -67,8 +67,8 @@ def main():
         reading['points'] += len(out['xyz_ego'])
         return out
 
+    av2_io.read_sweep = timed_read_sweep  # behind read_sample_sweep (future rays, features)
     load_past_sweeps.read_sweep = timed_read_sweep
-    load_future_rays.read_sweep = timed_read_sweep
 
     per_transform = defaultdict(float)
     totals = []

@@ -164,3 +164,15 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
         intensity=column('intensity', np.uint8),
         laser_number=column('laser_number', np.uint8),
         offset_ns=column('offset_ns', np.int32))
+
+
+def read_sample_sweep(results: dict, path: Path, log_id: str) -> Dict[str, np.ndarray]:
+    """:func:`read_sweep`, remembered in a sample's ``results`` under ``'sweep_memo'``.
+
+    The future rays and the feature targets of a sample come from the same sweep files; with
+    this they are read once. Callers must not modify the returned arrays in place.
+    """
+    memo = results.setdefault('sweep_memo', {})
+    if path not in memo:
+        memo[path] = read_sweep(path, log_id)
+    return memo[path]

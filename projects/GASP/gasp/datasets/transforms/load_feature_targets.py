@@ -9,7 +9,7 @@ from ...geometry import transform_points
 from ...targets.cache_manifest import check_settings, read_manifest
 from ...targets.feature_cache import (FEATURES_KIND, FEATURES_VERSION, MAKE_FEATURES,
                                       read_sweep_features)
-from ..av2_io import lidar_path, read_sweep
+from ..av2_io import lidar_path, read_sample_sweep
 from ..errors import AV2DataError
 from ..log_frames import log_dir_of, ref_from_ego_at
 from .load_past_sweeps import NS_PER_S
@@ -80,7 +80,7 @@ class LoadFeatureTargets(BaseTransform):
         for k, stamp in enumerate(stamps):
             cached = read_sweep_features(self.cache_dir, log['log_id'], stamp, cache_id)
             path = lidar_path(log_dir, stamp)
-            sweep = read_sweep(path, log['log_id'])
+            sweep = read_sample_sweep(results, path, log['log_id'])
             rows = cached['point_index']
             if len(rows) and rows.max() >= len(sweep['xyz_ego']):
                 raise AV2DataError(

@@ -6,7 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
 from ...geometry import transform_points
-from ..av2_io import LASERS_PER_LIDAR, LIDARS, lidar_path, read_sweep
+from ..av2_io import LASERS_PER_LIDAR, LIDARS, lidar_path, read_sample_sweep
 from ..log_frames import log_dir_of, ref_from_ego_at
 from .load_past_sweeps import NS_PER_S, outside_box_xy
 
@@ -50,7 +50,7 @@ class LoadFutureRays(BaseTransform):
         rng = np.random.default_rng(np.random.randint(2**31))
         out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
         for k, stamp in enumerate(stamps):
-            sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
+            sweep = read_sample_sweep(results, lidar_path(log_dir, stamp), log['log_id'])
             xyz_ego = sweep['xyz_ego']
             lidar_id = (sweep['laser_number'] >= LASERS_PER_LIDAR).astype(np.intp)
             offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
