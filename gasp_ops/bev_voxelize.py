@@ -2,7 +2,8 @@
 as channels (the encoder's input grid).
 
 :func:`bev_voxelize_reference` is the plain PyTorch specification of the op;
-:func:`bev_voxelize` is the one dispatch point (a Triton fast path will plug in there).
+:func:`bev_voxelize` is the one dispatch point: CUDA tensors run the Triton kernel of
+:mod:`gasp_ops.bev_voxelize_triton`, everything else the reference.
 
 Grid convention (shared with :mod:`gasp_ops.deformable_bev_gather` and mmdet3d's
 ``PointPillarsScatter``): the region is ``point_cloud_range = (x_min, y_min, z_min, x_max, y_max,
@@ -14,6 +15,8 @@ z_max)`` in the reference frame, every axis half-open ``[min, max)``; cell ``(iz
 from typing import Sequence, Tuple
 
 import torch
+
+from .fast_path import use_fast_path
 
 DEFAULT_POINT_CLOUD_RANGE = (-70.0, -70.0, -4.5, 70.0, 70.0, 4.5)  # (default) metres
 DEFAULT_VOXEL_SIZE = (0.2, 0.2, 0.2)  # (default) metres, (x, y, z)
@@ -46,6 +49,15 @@ def bev_grid_shape(point_cloud_range: Sequence[float],
     return num_z, num_y, num_x
 
 
+def _check_points(points: torch.Tensor, batch_idx: torch.Tensor, time_idx: torch.Tensor) -> None:
+    if points.dim() != 2 or points.shape[1] < 3:
+        raise ValueError(f'bev_voxelize: expected points (N, >=3), got {tuple(points.shape)}')
+    if batch_idx.shape != points.shape[:1] or time_idx.shape != points.shape[:1]:
+        raise ValueError('bev_voxelize: batch_idx and time_idx must be (N,) like points, got '
+                         f'{tuple(batch_idx.shape)} and {tuple(time_idx.shape)} for '
+                         f'{points.shape[0]} points')
+
+
 def bev_voxelize_reference(points: torch.Tensor,
                            batch_idx: torch.Tensor,
                            time_idx: torch.Tensor,
@@ -75,12 +87,7 @@ def bev_voxelize_reference(points: torch.Tensor,
         (B, T * Z, H, W) occupancy with Z = height slices, H = cells along y, W = cells along
         x; channel ``t * Z + iz``.
     """
-    if points.dim() != 2 or points.shape[1] < 3:
-        raise ValueError(f'bev_voxelize: expected points (N, >=3), got {tuple(points.shape)}')
-    if batch_idx.shape != points.shape[:1] or time_idx.shape != points.shape[:1]:
-        raise ValueError('bev_voxelize: batch_idx and time_idx must be (N,) like points, got '
-                         f'{tuple(batch_idx.shape)} and {tuple(time_idx.shape)} for '
-                         f'{points.shape[0]} points')
+    _check_points(points, batch_idx, time_idx)
     num_z, num_y, num_x = bev_grid_shape(point_cloud_range, voxel_size)
     device = points.device
     bev = torch.zeros((batch_size, num_time_slots * num_z, num_y, num_x),
@@ -114,9 +121,14 @@ def bev_voxelize(points: torch.Tensor,
                  point_cloud_range: Sequence[float] = DEFAULT_POINT_CLOUD_RANGE,
                  voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Dispatch point-to-BEV occupancy scatter; for now always the PyTorch reference.
+    """Dispatch point-to-BEV occupancy scatter: the Triton kernel for CUDA tensors (see
+    :mod:`gasp_ops.fast_path`), the PyTorch reference otherwise.
 
     Same arguments and result as :func:`bev_voxelize_reference`.
     """
+    if use_fast_path(points, batch_idx, time_idx):
+        from .bev_voxelize_triton import bev_voxelize_triton
+        return bev_voxelize_triton(points, batch_idx, time_idx, batch_size, num_time_slots,
+                                   point_cloud_range, voxel_size, dtype)
     return bev_voxelize_reference(points, batch_idx, time_idx, batch_size, num_time_slots,
                                   point_cloud_range, voxel_size, dtype)

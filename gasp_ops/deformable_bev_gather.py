@@ -6,8 +6,9 @@ bilinear interpolation (zero outside the map) and sums the samples with its atte
 This is single-level ``MultiScaleDeformableAttention`` without the value/output projections.
 
 :func:`deformable_bev_gather_reference` is the plain PyTorch specification of the op (with
-autograd); :func:`deformable_bev_gather` is the one dispatch point (a Triton fast path will plug
-in there).
+autograd); :func:`deformable_bev_gather` is the one dispatch point: CUDA tensors in fp32 / bf16 /
+fp16 run the Triton kernels of :mod:`gasp_ops.deformable_bev_gather_triton` (forward and
+backward; fastest with a channels-last map), everything else the reference.
 
 Sampling locations are **normalized** ``[-1, 1]`` coordinates in the convention of
 ``torch.nn.functional.grid_sample(align_corners=False)``: ``(-1, -1)`` is the outer corner of
@@ -21,6 +22,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .fast_path import FAST_DTYPES, use_fast_path
 
 
 def metric_to_normalized(xy: torch.Tensor, point_cloud_range: Sequence[float]) -> torch.Tensor:
@@ -98,8 +101,13 @@ def deformable_bev_gather_reference(bev_feats: torch.Tensor, sampling_locations:
 
 def deformable_bev_gather(bev_feats: torch.Tensor, sampling_locations: torch.Tensor,
                           attention_weights: torch.Tensor) -> torch.Tensor:
-    """Dispatch the deformable BEV gather; for now always the PyTorch reference.
+    """Dispatch the deformable BEV gather: the Triton kernels for CUDA tensors in fp32 / bf16 /
+    fp16 (see :mod:`gasp_ops.fast_path`), the PyTorch reference otherwise.
 
     Same arguments and result as :func:`deformable_bev_gather_reference`.
     """
+    tensors = (bev_feats, sampling_locations, attention_weights)
+    if use_fast_path(*tensors) and all(t.dtype in FAST_DTYPES for t in tensors):
+        from .deformable_bev_gather_triton import deformable_bev_gather_triton
+        return deformable_bev_gather_triton(bev_feats, sampling_locations, attention_weights)
     return deformable_bev_gather_reference(bev_feats, sampling_locations, attention_weights)

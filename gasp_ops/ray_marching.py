@@ -13,8 +13,9 @@ point is the segment midpoint at distance ``d_i`` and its optical thickness is
 :func:`march_expected_depth` runs that loop for any sampler of optical thickness (a dense grid
 here, an implicit field in ``gasp.evaluation.ExpectedDepthRenderer``);
 :func:`render_expected_depth_reference` is the plain PyTorch specification for a dense density
-grid and :func:`render_expected_depth` the one dispatch point (a Triton fast path will plug in
-there).
+grid and :func:`render_expected_depth` the one dispatch point: fp32 CUDA rays run the Triton
+kernel of :mod:`gasp_ops.ray_marching_triton` (same arithmetic, one program per block of
+rays), everything else the reference.
 
 Grid convention (shared with :mod:`gasp_ops.bev_voxelize`): the grid covers
 ``point_cloud_range = (x_min, y_min, z_min, x_max, y_max, z_max)``, cell ``(iz, iy, ix)`` spans
@@ -26,6 +27,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from .bev_voxelize import DEFAULT_POINT_CLOUD_RANGE, DEFAULT_VOXEL_SIZE, bev_grid_shape
+from .fast_path import use_fast_path
 
 DEFAULT_STEP_M = 0.2  # marching step (m); the benchmark's grid cell size
 DEFAULT_STEPS_PER_CHUNK = 64  # segments evaluated per loop iteration (memory vs. overhead)
@@ -126,6 +128,21 @@ def _check_grid(density: torch.Tensor, point_cloud_range, voxel_size) -> None:
                          f'{tuple(voxel_size)}, got {tuple(density.shape)}')
 
 
+def _prepare_grid_rays(origins: torch.Tensor, directions: torch.Tensor, density: torch.Tensor,
+                       point_cloud_range: Sequence[float], voxel_size: Sequence[float],
+                       max_depth: Optional[float]):
+    """Check the inputs of a grid render; (unit directions, near, far, miss) of the rays."""
+    if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
+        raise ValueError('render_expected_depth: origins and directions must both be (R, 3), '
+                         f'got {tuple(origins.shape)} and {tuple(directions.shape)}')
+    _check_grid(density, point_cloud_range, voxel_size)
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    near, far = ray_box_intersection(origins, directions, point_cloud_range)
+    if max_depth is not None:
+        far = far.clamp(max=max_depth)
+    return directions, near, far, far <= near
+
+
 def render_expected_depth_reference(origins: torch.Tensor,
                                     directions: torch.Tensor,
                                     density: torch.Tensor,
@@ -155,15 +172,8 @@ def render_expected_depth_reference(origins: torch.Tensor,
         that cross the grid without terminating. Rays that miss the grid get ``max_depth``
         (0 when it is None).
     """
-    if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
-        raise ValueError('render_expected_depth: origins and directions must both be (R, 3), '
-                         f'got {tuple(origins.shape)} and {tuple(directions.shape)}')
-    _check_grid(density, point_cloud_range, voxel_size)
-    directions = directions / directions.norm(dim=1, keepdim=True)
-    near, far = ray_box_intersection(origins, directions, point_cloud_range)
-    if max_depth is not None:
-        far = far.clamp(max=max_depth)
-    miss = far <= near
+    directions, near, far, miss = _prepare_grid_rays(origins, directions, density,
+                                                     point_cloud_range, voxel_size, max_depth)
     num_z, num_y, num_x = density.shape
     lower = origins.new_tensor(point_cloud_range[:3])
     size = origins.new_tensor(voxel_size)
@@ -192,10 +202,17 @@ def render_expected_depth(origins: torch.Tensor,
                           max_depth: Optional[float] = None,
                           steps_per_chunk: int = DEFAULT_STEPS_PER_CHUNK,
                           min_transmittance: float = 0.0) -> torch.Tensor:
-    """Dispatch expected-depth ray marching; for now always the PyTorch reference.
+    """Dispatch expected-depth ray marching through a dense grid: the Triton kernel for fp32
+    CUDA rays (see :mod:`gasp_ops.fast_path`), the PyTorch reference otherwise.
 
     Same arguments and result as :func:`render_expected_depth_reference`.
     """
+    if (use_fast_path(origins, directions, density) and origins.dtype == torch.float32
+            and directions.dtype == torch.float32):
+        from .ray_marching_triton import render_expected_depth_triton
+        return render_expected_depth_triton(origins, directions, density, point_cloud_range,
+                                            voxel_size, step, max_depth, steps_per_chunk,
+                                            min_transmittance)
     return render_expected_depth_reference(origins, directions, density, point_cloud_range,
                                            voxel_size, step, max_depth, steps_per_chunk,
                                            min_transmittance)
