@@ -5,6 +5,9 @@ from .version import __version__
 
 compat.apply_fixes()
 
-from . import datasets, engine, evaluation, models, targets  # noqa: E402  (after the fixes)
+from . import (datasets, downstream, engine, evaluation, models,  # noqa: E402 (after the fixes)
+               targets)
 
-__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models', 'targets']
+__all__ = [
+    '__version__', 'compat', 'datasets', 'downstream', 'engine', 'evaluation', 'models', 'targets'
+]
