@@ -118,3 +118,97 @@ def test_spconv_cpu_backward_matches_dense_convolution():
     (dense_out * weights).sum().backward()
     torch.testing.assert_close(feats.grad, feats_dense.grad)
     torch.testing.assert_close(conv.weight.grad.permute(0, 4, 1, 2, 3), weight.grad)
+
+
+_KILLED_WRITER = r'''
+import os, signal, sys
+import torch
+import gasp  # noqa: F401  (applies the fixes)
+from mmengine.runner.checkpoint import save_checkpoint
+path = sys.argv[1]
+save_checkpoint({'meta': {'iter': 2}, 'state_dict': {'w': torch.full((4, ), 2.0)}}, path)
+# The next save is killed after its bytes are written but before they are on disk for good.
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+save_checkpoint({'meta': {'iter': 4}, 'state_dict': {'w': torch.zeros(2**20)}}, path)
+'''
+
+
+def test_checkpoint_write_killed_midway_leaves_the_previous_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / 'iter.pth'
+    result = subprocess.run(
+        [sys.executable, '-c', _KILLED_WRITER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120)
+    assert result.returncode == -9, result.stderr[-2000:]
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    assert ckpt['meta']['iter'] == 2
+    assert ckpt['state_dict']['w'].tolist() == [2.0] * 4
+    # Only the unfinished temporary file of the killed write is left beside it.
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name != 'iter.pth')
+    assert len(leftovers) == 1 and leftovers[0].startswith('.iter.pth.')
+
+
+def test_local_backend_put_replaces_the_file_whole(tmp_path, monkeypatch):
+    from mmengine.fileio.backends import LocalBackend
+    path = tmp_path / 'sub' / 'a.bin'
+    LocalBackend().put(b'old', str(path))
+    assert path.read_bytes() == b'old'
+
+    def crash(fd):
+        raise KeyboardInterrupt('killed while writing')
+
+    monkeypatch.setattr('os.fsync', crash)
+    with pytest.raises(KeyboardInterrupt):
+        LocalBackend().put(b'new and longer', str(path))
+    assert path.read_bytes() == b'old'
+    assert [p.name for p in path.parent.iterdir()] == ['a.bin']
+    monkeypatch.undo()
+    LocalBackend().put_text('text', str(path))
+    assert path.read_text() == 'text'
+
+
+def test_find_latest_checkpoint_falls_back_when_last_checkpoint_is_broken(tmp_path):
+    from mmengine.runner import checkpoint, runner
+
+    from gasp.compat import find_latest_checkpoint
+    assert runner.find_latest_checkpoint is find_latest_checkpoint
+    assert checkpoint.find_latest_checkpoint is find_latest_checkpoint
+    assert find_latest_checkpoint(str(tmp_path)) is None
+    for it in (2, 4, 10):
+        (tmp_path / f'iter_{it}.pth').write_bytes(b'x')
+    (tmp_path / 'iter_12.pth').write_bytes(b'')  # an empty file is no checkpoint
+    last = tmp_path / 'last_checkpoint'
+    last.write_text(str(tmp_path / 'iter_4.pth'))
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    last.write_text('')  # killed while mmengine wrote it in place
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    last.write_text(str(tmp_path / 'iter_99.pth'))
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+
+
+class _RunsCode:
+    """Unpickling this runs ``os.system``: what a malicious checkpoint holds."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('touch ran_code', ))
+
+
+def test_local_checkpoints_load_weights_only_even_when_the_environment_says_no(
+        tmp_path, monkeypatch):
+    import pickle
+
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {}, 'payload': _RunsCode()}, path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(pickle.UnpicklingError, match='system'):
+        _load_checkpoint(str(path), map_location='cpu')
+    assert not (tmp_path / 'ran_code').exists()
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}}, good)
+    assert _load_checkpoint(str(good), map_location='cpu')['state_dict']['w'].tolist() == [1., 1.]

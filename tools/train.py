@@ -56,6 +56,18 @@ def use_cpu_processes(cfg):
         find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def add_reliability_hooks(cfg):
+    """Append each hook of ``cfg.reliability_hooks`` (see configs/_base_/default_runtime.py)
+    whose type the config's ``custom_hooks`` lacks: NaN guard, random states for exact
+    resume, skipped-sample count."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    have = {hook.get('type') for hook in hooks if isinstance(hook, dict)}
+    added = [hook for hook in cfg.get('reliability_hooks', []) if hook['type'] not in have]
+    if added:
+        print('[train] reliability hooks added: ' + ', '.join(h['type'] for h in added))
+    cfg.custom_hooks = hooks + added
+
+
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -75,6 +87,7 @@ def main():
         cfg.auto_scale_lr.enable = True
     if args.launcher != 'none' and not torch.cuda.is_available():
         use_cpu_processes(cfg)
+    add_reliability_hooks(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

@@ -4,3 +4,14 @@ _base_ = ['mmdet3d::_base_/default_runtime.py']
 # Importing `gasp` registers its datasets, transforms, models, metrics and hooks into
 # the mmdet3d registries and applies the stack fixes of `gasp.compat`.
 custom_imports = dict(imports=['gasp'], allow_failed_imports=False)
+
+# Reliability (docs/reliability.md): stop on NaN/inf losses or gradients (set
+# action='skip' to drop such updates instead), keep random states in checkpoints for exact
+# resume, and log samples the dataset skipped (AV2OccDataset(on_load_error='skip')).
+# tools/train.py adds any of these that a config's own custom_hooks lacks.
+reliability_hooks = [
+    dict(type='NonFiniteGuardHook', action='stop'),
+    dict(type='RandomStateHook'),
+    dict(type='SkippedSamplesHook'),
+]
+custom_hooks = reliability_hooks

@@ -5,6 +5,9 @@ Each fix names the upstream problem it works around, is idempotent, and is teste
 """
 import importlib
 import logging
+import os
+import os.path as osp
+import re
 
 import numpy as np
 import torch
@@ -126,11 +129,97 @@ def fix_mmengine_cpu_launcher() -> None:
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
+def _put_atomic(self, obj: bytes, filepath) -> None:
+    """``LocalBackend.put`` through :func:`gasp.fileio.atomic_write_bytes`."""
+    from .fileio import atomic_write_bytes
+    atomic_write_bytes(filepath, obj)
+
+
+def _put_text_atomic(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+    """``LocalBackend.put_text`` through :func:`gasp.fileio.atomic_write_bytes`."""
+    from .fileio import atomic_write_bytes
+    atomic_write_bytes(filepath, obj.encode(encoding))
+
+
+_CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
+
+
+def find_latest_checkpoint(path: str):
+    """The checkpoint named in ``<path>/last_checkpoint``, or the newest complete
+    ``iter_*.pth`` / ``epoch_*.pth`` in ``path`` when that file is empty, missing or names a
+    file that does not exist (None when there is no checkpoint)."""
+    save_file = osp.join(path, 'last_checkpoint')
+    named = None
+    if osp.isfile(save_file):
+        with open(save_file) as f:
+            named = f.read().strip() or None
+    if named is not None and osp.isfile(named) and osp.getsize(named) > 0:
+        return named
+    found = []
+    if osp.isdir(path):
+        for name in os.listdir(path):
+            match = _CHECKPOINT_NAME.match(name)
+            if match and osp.getsize(osp.join(path, name)) > 0:
+                found.append((int(match.group(1)), name.startswith('iter'), name))
+    if not found:
+        logger.warning('no checkpoint to resume from in %s', path)
+        return None
+    latest = osp.join(path, max(found)[2])
+    logger.warning('%s names %r, which is not a checkpoint; resuming from %s instead', save_file,
+                   named, latest)
+    return latest
+
+
+def make_mmengine_checkpoints_atomic() -> None:
+    """Write checkpoints (and every other file of mmengine's local file backend) atomically.
+
+    Upstream problem: mmengine 0.10.7 ``save_checkpoint`` serialises the checkpoint to
+    memory and hands the bytes to ``LocalBackend.put``, which opens the target with
+    ``open(filepath, 'wb')`` and writes in place; a process killed during that write leaves
+    a truncated ``iter_N.pth``. ``CheckpointHook`` then writes ``last_checkpoint`` in place
+    with a bare ``open``, so a kill there leaves it empty and ``--resume`` finds nothing.
+    ``put`` / ``put_text`` now write a temporary file and rename it over the target
+    (:mod:`gasp.fileio`), and ``find_latest_checkpoint`` falls back to the newest
+    ``iter_*.pth`` / ``epoch_*.pth`` when ``last_checkpoint`` is empty or dangling.
+    """
+    from mmengine.fileio.backends import local_backend
+    local_backend.LocalBackend.put = _put_atomic
+    local_backend.LocalBackend.put_text = _put_text_atomic
+    import mmengine.runner
+    from mmengine.runner import _flexible_runner, checkpoint, runner
+    for module in (mmengine.runner, checkpoint, runner, _flexible_runner):
+        module.find_latest_checkpoint = find_latest_checkpoint
+
+
+def _load_local_weights_only(filename, map_location):
+    """mmengine's local checkpoint loader with ``weights_only=True`` said explicitly."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=True)
+
+
+def load_local_checkpoints_weights_only() -> None:
+    """Load local checkpoints (``load_from``, ``--resume``) with ``weights_only=True`` always.
+
+    Upstream problem: mmengine 0.10.7 ``load_from_local`` calls ``torch.load`` without
+    ``weights_only``, so it follows torch's default, which the environment variable
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns off: a checkpoint from elsewhere could then
+    run code when unpickled. Said explicitly, ``weights_only=True`` cannot be overridden;
+    the classes mmengine checkpoints need are allow-listed by
+    :func:`allow_mmengine_checkpoints`.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', force=True)(_load_local_weights_only)
+
+
 FIXES = {
     'mmengine_weights_only_resume': allow_mmengine_checkpoints,
     'spconv_cpu_backward': fix_spconv_cpu_backward,
     'mmcv_cpu_dynamic_scatter': fix_mmcv_cpu_dynamic_scatter,
     'mmengine_cpu_launcher': fix_mmengine_cpu_launcher,
+    'mmengine_atomic_checkpoints': make_mmengine_checkpoints_atomic,
+    'mmengine_weights_only_local_load': load_local_checkpoints_weights_only,
 }
 
 

@@ -1,10 +1,12 @@
 """AV2 occupancy pre-training dataset: one info entry per reference sweep."""
+import logging
 import os.path as osp
-from typing import List
+from typing import Any, List
 
 from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
+from mmengine.logging import print_log
 
 from .av2_infos import INFO_VERSION
 from .errors import AV2DataError
@@ -23,13 +25,33 @@ class AV2OccDataset(BaseDataset):
         data_root: the folder that contains ``sensor/``.
         pipeline: transforms that load and pack a sample.
         max_samples: keep only the first ``max_samples`` samples (-1 = all); for quick runs.
+        on_load_error: what to do when a sample's files cannot be loaded (an
+            :class:`AV2DataError` or ``OSError`` from the pipeline): 'raise' (default) or
+            'skip': use the next sample instead and record the failure in the replacement's
+            metainfo ``load_failures`` (``SkippedSamplesHook`` logs the count). The
+            replacement does not depend on random state, so a resumed run skips alike.
+        max_skips_in_a_row: with 'skip', give up after this many failing samples in a row.
         **kwargs: passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
     METAINFO = dict(dataset='av2')
+    LOAD_ERRORS = (AV2DataError, OSError)
 
-    def __init__(self, ann_file: str, data_root: str, pipeline=(), max_samples: int = -1, **kwargs):
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str,
+                 pipeline=(),
+                 max_samples: int = -1,
+                 on_load_error: str = 'raise',
+                 max_skips_in_a_row: int = 16,
+                 **kwargs):
+        if on_load_error not in ('raise', 'skip'):
+            raise ValueError(f"AV2OccDataset: on_load_error must be 'raise' or 'skip', got "
+                             f'{on_load_error!r}')
         self.max_samples = max_samples
+        self.on_load_error = on_load_error
+        self.max_skips_in_a_row = max_skips_in_a_row
+        self.num_skipped = 0
         self.logs = {}
         # Built from mmdet3d's registry, so the dataset works whatever the default scope.
         pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
@@ -67,3 +89,43 @@ class AV2OccDataset(BaseDataset):
         info['log'] = self.logs[info['log_id']]
         info['data_root'] = self.data_root
         return info
+
+    def prepare_data(self, idx: int) -> Any:
+        """Run the pipeline on sample ``idx``, following ``on_load_error`` when it fails."""
+        if self.on_load_error == 'raise':
+            try:
+                return super().prepare_data(idx)
+            except self.LOAD_ERRORS as err:
+                err.args = (f'{err} [sample {idx} of {self.ann_file}; to skip samples that '
+                            "fail to load, set the dataset's on_load_error='skip']", )
+                raise
+        failures = []
+        for attempt in range(self.max_skips_in_a_row + 1):
+            index = (idx + attempt) % len(self)
+            try:
+                data = super().prepare_data(index)
+            except self.LOAD_ERRORS as err:
+                info = super().get_data_info(index)
+                failures.append(
+                    dict(
+                        sample_idx=index,
+                        log_id=info.get('log_id'),
+                        timestamp_ns=info.get('timestamp_ns'),
+                        error=str(err)))
+                self.num_skipped += 1
+                print_log(
+                    f'AV2OccDataset: skipped sample {index} ({err}); {self.num_skipped} '
+                    'skipped in this process',
+                    logger='current',
+                    level=logging.WARNING)
+                continue
+            if failures and data is not None:
+                sample = data.get('data_samples') if isinstance(data, dict) else None
+                if hasattr(sample, 'set_metainfo'):
+                    sample.set_metainfo(dict(load_failures=failures))
+            return data
+        raise AV2DataError(
+            f'{len(failures)} samples in a row failed to load, starting at sample {idx} (last: '
+            f'{failures[-1]["error"]})',
+            path=self.ann_file,
+            fix='check the data with `python tools/check_dataset.py`.')

@@ -1,0 +1,164 @@
+"""Stop (or skip the update) when a loss or a gradient is not finite, naming the batch."""
+import logging
+from typing import List, Optional, Sequence
+
+import torch
+from mmdet3d.registry import HOOKS
+from mmengine.dist import all_reduce, get_world_size
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient was NaN or infinite; the message names the batch."""
+
+
+def describe_batch(data_batch) -> str:
+    """``log <id> @ <timestamp_ns>`` for every sample of a batch (from the data samples'
+    metainfo, see ``PackGASPInputs``), or ``sample <idx>`` without a log id."""
+    samples = data_batch.get('data_samples', []) if isinstance(data_batch, dict) else []
+    names = []
+    for sample in samples if isinstance(samples, (list, tuple)) else [samples]:
+        meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
+        if 'log_id' in meta:
+            names.append(f"log {meta['log_id']} @ {meta.get('timestamp_ns')}")
+        elif 'sample_idx' in meta:
+            names.append(f"sample {meta['sample_idx']}")
+    return '; '.join(names) if names else 'a batch without sample metainfo'
+
+
+@HOOKS.register_module()
+class NonFiniteGuardHook(Hook):
+    """Watches every training step for NaN or infinite losses and gradients.
+
+    The check runs inside the step: each loss term is checked when the model sums its
+    losses, the gradients after the backward pass and before the optimizer step. On a
+    non-finite value the hook either raises :class:`NonFiniteLossError` (``action='stop'``)
+    or drops that update (``action='skip'``: no optimizer step, gradients zeroed) and logs
+    a warning; the number of skipped updates is the message-hub scalar
+    ``train/nonfinite_skips``. The message names the iteration, the bad loss terms and the
+    batch (log ids and timestamps of its samples).
+
+    In data-parallel training the ranks agree (one all-reduce of a flag per step), so every
+    rank stops or skips together and none waits for the others. With an
+    ``AmpOptimWrapper`` that scales the loss, infinite gradients are the loss scaler's
+    business (it skips the step and lowers the scale), so only losses are checked there.
+
+    Args:
+        action: 'stop' (default) or 'skip'.
+        check_grads: also check gradients before each optimizer step.
+        max_skips: with 'skip', stop anyway after this many skipped updates (None: never).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self,
+                 action: str = 'stop',
+                 check_grads: bool = True,
+                 max_skips: Optional[int] = None):
+        if action not in ('stop', 'skip'):
+            raise ValueError(f"NonFiniteGuardHook: action must be 'stop' or 'skip', got {action!r}")
+        self.action = action
+        self.check_grads = check_grads
+        self.max_skips = max_skips
+        self.skipped = 0
+        self._runner = None
+        self._batch = None
+        self._bad_terms: List[str] = []
+
+    # Wiring: wrap the model's loss parsing and the optimizer step once per run.
+    def before_train(self, runner) -> None:
+        self._runner = runner
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not getattr(model.parse_losses, 'nonfinite_guarded', False):
+            model.parse_losses = self._guard_parse_losses(model.parse_losses)
+        wrappers = (
+            runner.optim_wrapper.optim_wrappers.values() if isinstance(
+                runner.optim_wrapper, OptimWrapperDict) else [runner.optim_wrapper])
+        for optim_wrapper in wrappers:
+            if isinstance(optim_wrapper, OptimWrapper) and not getattr(
+                    optim_wrapper.step, 'nonfinite_guarded', False):
+                optim_wrapper.step = self._guard_step(optim_wrapper)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._batch = data_batch
+        self._bad_terms = []
+
+    def _guard_parse_losses(self, parse_losses):
+
+        def guarded(losses):
+            parsed, log_vars = parse_losses(losses)
+            if self._runner is not None and self._runner.model.training:
+                bad = [
+                    name for name, value in losses.items()
+                    if 'loss' in name and not _all_finite(value)
+                ]
+                if not torch.isfinite(parsed.detach()).all() and not bad:
+                    bad = ['loss']
+                self._bad_terms = bad
+            return parsed, log_vars
+
+        guarded.nonfinite_guarded = True
+        return guarded
+
+    def _guard_step(self, optim_wrapper):
+        step = optim_wrapper.step
+        grads_checked = self.check_grads and not (isinstance(optim_wrapper, AmpOptimWrapper)
+                                                  and optim_wrapper.loss_scaler is not None)
+
+        def guarded(**kwargs):
+            reasons = [f'loss terms {self._bad_terms}'] if self._bad_terms else []
+            if grads_checked and not _grads_finite(optim_wrapper.param_groups):
+                reasons.append('gradients')
+            if not _any_rank(bool(reasons)):
+                return step(**kwargs)
+            self._handle(reasons)
+            optim_wrapper.zero_grad()
+
+        guarded.nonfinite_guarded = True
+        return guarded
+
+    def _handle(self, reasons: Sequence[str]) -> None:
+        runner = self._runner
+        where = (f'non-finite {" and ".join(reasons) or "values on another rank"} at '
+                 f'iteration {runner.iter} (rank {runner.rank}), batch: '
+                 f'{describe_batch(self._batch)}')
+        if self.action == 'stop' or (self.max_skips is not None and self.skipped >= self.max_skips):
+            raise NonFiniteLossError(
+                f'{where}. What to do: check these samples with tools/check_dataset.py, lower '
+                'the learning rate or enable gradient clipping, then resume with --resume; '
+                "or set NonFiniteGuardHook(action='skip') to drop such updates.")
+        self.skipped += 1
+        runner.message_hub.update_scalar('train/nonfinite_skips', self.skipped)
+        print_log(
+            f'NonFiniteGuardHook: skipped the update ({where}); '
+            f'{self.skipped} update(s) skipped so far',
+            logger='current',
+            level=logging.WARNING)
+
+
+def _all_finite(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value.detach()).all())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _grads_finite(param_groups) -> bool:
+    grads = [p.grad for group in param_groups for p in group['params'] if p.grad is not None]
+    if not grads:
+        return True
+    norms = torch._foreach_norm(grads)
+    return bool(torch.isfinite(torch.stack(norms).sum()))
+
+
+def _any_rank(flag: bool) -> bool:
+    """True when ``flag`` is set on any rank (an all-reduce when distributed)."""
+    if get_world_size() == 1:
+        return flag
+    value = torch.tensor([float(flag)])
+    all_reduce(value, op='max')
+    return bool(value.item() > 0)
