@@ -6,8 +6,13 @@ constant-velocity baselines, prints L1 / AbsRel / NFCD / CD per baseline and wri
 and, with ``--write-json``, the challenge files ``ground_truth.json.gz``,
 ``queries.json.gz`` and ``submission_<baseline>.json.gz``.
 
+On nuScenes (4D-Occ's nuScenes protocol: 2 Hz key frames, LIDAR_TOP frame), the frames come
+from an info file of ``tools/create_data.py nuscenes`` and ``--split`` only names the output.
+
 Example:
     python tools/eval_occ_forecasting_baselines.py --root-path data/av2 --split val --horizon 3
+    python tools/eval_occ_forecasting_baselines.py --dataset nuscenes --root-path data/nuscenes \
+        --info-file data/nuscenes/infos/nus_occ_infos_val.pkl --split val --horizon 1
     python tools/eval_occ_forecasting_baselines.py --root-path data/synthetic_tiny \
         --split val --horizon 1 --out-dir work_dirs/occ_forecasting
 """
@@ -15,6 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
+from gasp.datasets.nuscenes_lidar_log import nuscenes_logs, nuscenes_query_frames
 from gasp.evaluation import (BASELINES, evaluate_frames, generate_query_frames, get_protocol,
                              predict_frames, write_challenge_rays, write_submission)
 from gasp.evaluation.occ_forecasting_metric import VARIANTS
@@ -23,7 +29,10 @@ from gasp.fileio import dump_json_atomic
 
 def parse_args():
     parser = argparse.ArgumentParser(description='4D occupancy forecasting baselines')
-    parser.add_argument('--root-path', required=True, help='folder that contains sensor/')
+    parser.add_argument(
+        '--root-path', required=True, help='folder that contains sensor/ (nuScenes: the root)')
+    parser.add_argument('--dataset', default='av2', choices=['av2', 'nuscenes'])
+    parser.add_argument('--info-file', help='nuScenes: info pkl of the split to evaluate')
     parser.add_argument('--split', default='val')
     parser.add_argument('--horizon', type=int, default=3, choices=[1, 3], help='seconds')
     parser.add_argument(
@@ -57,17 +66,26 @@ def main():
     overrides = dict(frame_stride_sweeps=args.frame_stride)
     if args.num_future is not None:
         overrides['num_future'] = args.num_future
-    protocol = get_protocol(args.horizon, **overrides)
+    protocol = get_protocol(args.horizon, args.dataset, **overrides)
     out_dir = Path(args.out_dir) / f'{args.split}_{protocol.horizon}'
     split_dir = Path(args.root_path) / 'sensor' / args.split
 
     start = time.perf_counter()
-    frames = generate_query_frames(
-        args.root_path,
-        args.split,
-        protocol,
-        max_frames_per_log=args.max_frames_per_log,
-        max_logs=args.max_logs)
+    logs = None
+    if args.dataset == 'nuscenes':
+        if not args.info_file:
+            raise SystemExit('--dataset nuscenes needs --info-file (tools/create_data.py nuscenes)')
+        logs = nuscenes_logs(args.info_file, args.root_path)
+        split_dir = args.info_file
+        frames = nuscenes_query_frames(
+            logs, protocol, max_frames_per_log=args.max_frames_per_log, max_logs=args.max_logs)
+    else:
+        frames = generate_query_frames(
+            args.root_path,
+            args.split,
+            protocol,
+            max_frames_per_log=args.max_frames_per_log,
+            max_logs=args.max_logs)
     if not frames:
         raise SystemExit(f'no benchmark frame in {split_dir}: every log is shorter than the '
                          f'{protocol.span_sweeps + 1} sweeps the {protocol.horizon} protocol '
@@ -81,6 +99,7 @@ def main():
                              'ground_truth')
 
     summary = dict(
+        dataset=args.dataset,
         root_path=str(args.root_path),
         split=args.split,
         protocol=vars(protocol),
@@ -90,7 +109,8 @@ def main():
         baselines={})
     for name in args.baselines:
         start = time.perf_counter()
-        predictions = predict_frames(BASELINES[name](), frames, split_dir)
+        baseline = BASELINES[name](ego_box_lidar_xy=protocol.ego_box_lidar_xy)
+        predictions = predict_frames(baseline, frames, split_dir, logs)
         predict_s = time.perf_counter() - start
         if args.write_json:
             write_submission(predictions, out_dir / f'submission_{name}.json.gz', protocol.horizon)

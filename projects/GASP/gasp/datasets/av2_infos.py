@@ -96,6 +96,72 @@ def _log_table(log_dir: Path, root: Path, split: str, pose_ns: np.ndarray,
     )
 
 
+def reference_sweeps(lidar_ns: np.ndarray, timing: SampleTiming, log_name: str,
+                     split: str) -> Tuple[Optional[np.ndarray], np.ndarray, str]:
+    """Which sweeps of a log are reference sweeps, and the sweeps each one uses.
+
+    Shared by every dataset format (AV2, nuScenes): only sweep timestamps go in.
+
+    Args:
+        lidar_ns: (T,) sorted sweep timestamps of the log.
+        timing: which sweeps a sample uses.
+        log_name: the log, for the report.
+        split: the split, for the report.
+
+    Returns:
+        matched: (T, P + F) index of the sweep nearest to each past and future time of every
+            sweep (-1: none within ``max_time_error_s``); valid: (S,) indices of the reference
+            sweeps (every ``sample_stride``-th with all sweeps matched); and a message for the
+            report when there is none ('' otherwise).
+    """
+    need = timing.past_offsets_s()[0], timing.future_offsets_s()[-1]
+    span_s = (lidar_ns[-1] - lidar_ns[0]) / NS_PER_S if len(lidar_ns) > 1 else 0.0
+    if span_s < need[1] - need[0]:
+        return None, np.zeros(0, np.int64), (
+            f'log {log_name} ({split}): {len(lidar_ns)} sweeps span {span_s:.1f} s, shorter '
+            f'than the {need[1] - need[0]:.1f} s a sample needs; skipped')
+    tol_ns = int(timing.max_time_error_s * NS_PER_S)
+    offsets_ns = np.round(
+        np.concatenate([timing.past_offsets_s(), timing.future_offsets_s()]) * NS_PER_S).astype(
+            np.int64)
+    matched = match_nearest(lidar_ns, lidar_ns[:, None] + offsets_ns[None], tol_ns)  # (T, P + F)
+    valid = np.flatnonzero((matched >= 0).all(1))[::timing.sample_stride]
+    if len(valid) == 0:
+        return matched, valid, (f'log {log_name} ({split}): no reference sweep has all past '
+                                'and future sweeps within the matching tolerance; skipped')
+    return matched, valid, ''
+
+
+def sample_entries(log_id: str, lidar_ns: np.ndarray, matched: np.ndarray, valid: np.ndarray,
+                   camera_ns: Dict[str, np.ndarray], timing: SampleTiming) -> List[dict]:
+    """The ``data_list`` entries of a log's reference sweeps (see :func:`reference_sweeps`).
+
+    Args:
+        camera_ns: camera -> (S, F) timestamp of the image matched to each future sweep of
+            each reference sweep.
+    """
+    num_past = timing.num_past_sweeps
+    tol_ns = int(timing.max_time_error_s * NS_PER_S)
+    horizon_ns = int(round(timing.future_horizon_s * NS_PER_S))
+    samples = []
+    for row, ref in enumerate(valid):
+        samples.append(
+            dict(
+                log_id=log_id,
+                timestamp_ns=int(lidar_ns[ref]),
+                past_timestamps_ns=lidar_ns[matched[ref, :num_past]].tolist(),
+                future_timestamps_ns=lidar_ns[matched[ref, num_past:]].tolist(),
+                ego_path_timestamps_ns=lidar_ns[(lidar_ns >= lidar_ns[ref])
+                                                & (lidar_ns <= lidar_ns[ref] + horizon_ns +
+                                                   tol_ns)].tolist(),
+                future_camera_timestamps_ns={
+                    c: stamps[row].tolist()
+                    for c, stamps in camera_ns.items()
+                },
+            ))
+    return samples
+
+
 def log_samples(log_dir: Path, root: Path, split: str,
                 timing: SampleTiming) -> Tuple[Optional[dict], List[dict], str]:
     """Samples of one log.
@@ -109,21 +175,10 @@ def log_samples(log_dir: Path, root: Path, split: str,
             missing for a future sweep, or a calibration file is bad.
     """
     lidar_ns = list_lidar_timestamps(log_dir)
-    need = timing.past_offsets_s()[0], timing.future_offsets_s()[-1]
-    span_s = (lidar_ns[-1] - lidar_ns[0]) / NS_PER_S if len(lidar_ns) > 1 else 0.0
-    if span_s < need[1] - need[0]:
-        return None, [], (f'log {log_dir.name} ({split}): {len(lidar_ns)} sweeps span '
-                          f'{span_s:.1f} s, shorter than the {need[1] - need[0]:.1f} s a '
-                          'sample needs; skipped')
+    matched, valid, message = reference_sweeps(lidar_ns, timing, log_dir.name, split)
+    if message:
+        return None, [], message
     tol_ns = int(timing.max_time_error_s * NS_PER_S)
-    offsets_ns = np.round(
-        np.concatenate([timing.past_offsets_s(), timing.future_offsets_s()]) * NS_PER_S).astype(
-            np.int64)
-    matched = match_nearest(lidar_ns, lidar_ns[:, None] + offsets_ns[None], tol_ns)  # (T, P + F)
-    valid = np.flatnonzero((matched >= 0).all(1))[::timing.sample_stride]
-    if len(valid) == 0:
-        return None, [], (f'log {log_dir.name} ({split}): no reference sweep has all past '
-                          'and future sweeps within the matching tolerance; skipped')
 
     pose_ns, city_from_ego = read_city_from_ego(log_dir)
     pose_path = str(log_dir / 'city_SE3_egovehicle.feather')
@@ -167,21 +222,7 @@ def log_samples(log_dir: Path, root: Path, split: str,
         check_poses(np.unique(camera_ns[camera]), f'{camera} image')
 
     table = _log_table(log_dir, root, split, pose_ns, city_from_ego)
-    samples = []
-    for row, ref in enumerate(valid):
-        samples.append(
-            dict(
-                log_id=log_dir.name,
-                timestamp_ns=int(lidar_ns[ref]),
-                past_timestamps_ns=lidar_ns[matched[ref, :num_past]].tolist(),
-                future_timestamps_ns=lidar_ns[matched[ref, num_past:]].tolist(),
-                ego_path_timestamps_ns=lidar_ns[(lidar_ns >= lidar_ns[ref])
-                                                & (lidar_ns <= lidar_ns[ref] + horizon_ns +
-                                                   tol_ns)].tolist(),
-                future_camera_timestamps_ns={c: camera_ns[c][row].tolist()
-                                             for c in RING_CAMERAS},
-            ))
-    return table, samples, ''
+    return table, sample_entries(log_dir.name, lidar_ns, matched, valid, camera_ns, timing), ''
 
 
 def split_logs(root: Path, split: str) -> List[Path]:

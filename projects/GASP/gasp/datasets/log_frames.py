@@ -1,11 +1,19 @@
-"""Frames of one log: ego poses looked up by timestamp, the reference frame of a sample."""
+"""Frames of one log: ego poses looked up by timestamp, the reference frame of a sample, and
+the sweep files of a log (the one dispatch point between the AV2 and nuScenes formats: a log
+table's ``format``, 'av2' when absent)."""
 import os.path as osp
 from pathlib import Path
+from typing import Dict, Tuple
 
 import numpy as np
 
 from ..geometry import invert
+from . import av2_io, nuscenes_io
 from .errors import AV2DataError
+
+#: Formats a log table can have: 'av2' (feather sweeps, ego frame) and 'nuscenes' (.pcd.bin
+#: sweeps, sensor frame).
+LOG_FORMATS = ('av2', 'nuscenes')
 
 
 def city_from_ego_at(log: dict, timestamps_ns) -> np.ndarray:
@@ -29,7 +37,7 @@ def city_from_ego_at(log: dict, timestamps_ns) -> np.ndarray:
         raise AV2DataError(
             'no ego pose row for this timestamp',
             log_id=log['log_id'],
-            path=osp.join(log['log_dir'], 'city_SE3_egovehicle.feather'),
+            path=log.get('pose_file', osp.join(log['log_dir'], 'city_SE3_egovehicle.feather')),
             timestamp_ns=int(wanted[missing][0]))
     return log['city_from_ego'][index]
 
@@ -44,3 +52,63 @@ def ref_from_ego_at(log: dict, timestamps_ns, ref_timestamp_ns: int) -> np.ndarr
 def log_dir_of(results: dict) -> Path:
     """Absolute folder of the sample's log."""
     return Path(results['data_root']) / results['log']['log_dir']
+
+
+def log_format(log: dict) -> str:
+    """The file format of a log table ('av2' for tables that do not say).
+
+    Raises:
+        AV2DataError: an unknown format.
+    """
+    fmt = log.get('format', 'av2')
+    if fmt not in LOG_FORMATS:
+        raise AV2DataError(
+            f'unknown log format {fmt!r} (known: {LOG_FORMATS})',
+            log_id=log.get('log_id'),
+            fix='re-create the info file with tools/create_data.py.')
+    return fmt
+
+
+def lidar_names(log: dict) -> Tuple[str, ...]:
+    """The lidars of a log, in the order of their ``laser_number`` blocks of 32."""
+    return tuple(log.get('lidars', av2_io.LIDARS))
+
+
+def lidar_index(log: dict, laser_number: np.ndarray) -> np.ndarray:
+    """(N,) index into :func:`lidar_names` of the unit that fired each return."""
+    last = len(lidar_names(log)) - 1
+    return np.minimum(laser_number // av2_io.LASERS_PER_LIDAR, last).astype(np.intp)
+
+
+def sweep_path(results: dict, timestamp_ns: int) -> Path:
+    """The file of the sweep at ``timestamp_ns`` of a sample's log."""
+    log = results['log']
+    if log_format(log) == 'nuscenes':
+        return nuscenes_io.nuscenes_lidar_path(results['data_root'], log, timestamp_ns)
+    return av2_io.lidar_path(log_dir_of(results), timestamp_ns)
+
+
+def read_log_sweep(results: dict, timestamp_ns: int, memo: bool = False) -> Dict[str, np.ndarray]:
+    """A sweep of the sample's log in the ego frame at its timestamp, whatever the format.
+
+    Args:
+        results: the sample (``log``, ``data_root``).
+        timestamp_ns: the sweep.
+        memo: remember the sweep in ``results['sweep_memo']`` (future rays and feature targets
+            read the same sweeps); callers must not modify the arrays in place.
+
+    Returns:
+        see :func:`.av2_io.read_sweep`.
+    """
+    log = results['log']
+    path = sweep_path(results, timestamp_ns)
+    if log_format(log) == 'av2':
+        if memo:
+            return av2_io.read_sample_sweep(results, path, log['log_id'])
+        return av2_io.read_sweep(path, log['log_id'])
+    cache = results.setdefault('sweep_memo', {}) if memo else {}
+    if path not in cache:
+        cache[path] = nuscenes_io.read_nuscenes_sweep(path, log['log_id'],
+                                                      log['ego_from_lidar'][nuscenes_io.LIDAR_TOP],
+                                                      int(timestamp_ns))
+    return cache[path]

@@ -170,19 +170,23 @@ BASELINES = {
 }
 
 
-def predict_frames(baseline: StaticWorldBaseline, frames: List[OccForecastingFrame],
-                   split_dir) -> Predictions:
+def predict_frames(baseline: StaticWorldBaseline,
+                   frames: List[OccForecastingFrame],
+                   split_dir=None,
+                   logs: Optional[Dict[str, UpLidarLog]] = None) -> Predictions:
     """Run a baseline on benchmark frames.
 
     Args:
         baseline: a baseline object (``predict(log, frame)``).
         frames: benchmark frames of logs under ``split_dir``.
-        split_dir: ``<root>/sensor/<split>``.
+        split_dir: ``<root>/sensor/<split>`` (AV2).
+        logs: log id -> log object (instead of ``split_dir``; e.g. nuScenes scenes from
+            :func:`gasp.datasets.nuscenes_lidar_log.nuscenes_logs`).
 
     Returns:
         log_id -> frame_id -> one (M_k,) float32 depth array per future step.
     """
-    logs: Dict[str, UpLidarLog] = {}
+    logs = dict(logs or {})
     predictions: Predictions = {}
     for frame in frames:
         if frame.log_id not in logs:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..datasets.errors import AV2DataError
 from ..geometry import transform_points
-from .occ_forecasting_protocol import LIDAR_PERIOD_S, OccForecastingProtocol
+from .occ_forecasting_protocol import OccForecastingProtocol
 from .up_lidar_log import UpLidarLog
 
 NS_PER_S = 1_000_000_000
@@ -55,7 +55,8 @@ class OccForecastingFrame:
 
 
 def frame_indices(lidar_ns: np.ndarray, protocol: OccForecastingProtocol) -> List[int]:
-    """Indices of the sweeps of a log that are benchmark frames.
+    """Indices of the sweeps of a log that are benchmark frames (``lidar_ns``: the log's frame
+    timestamps, ``frame_ns`` of its log object: every AV2 sweep, nuScenes key frames).
 
     A sweep is a frame when all its past and future frames exist, every used sweep is within
     ``max_time_error_s`` of its nominal time, and it lies on the ``frame_stride`` grid counted
@@ -67,7 +68,7 @@ def frame_indices(lidar_ns: np.ndarray, protocol: OccForecastingProtocol) -> Lis
     chosen = []
     tol_ns = protocol.max_time_error_s * NS_PER_S
     for k in range(first, last + 1, protocol.frame_stride):
-        nominal = lidar_ns[k] + offsets * LIDAR_PERIOD_S * NS_PER_S
+        nominal = lidar_ns[k] + offsets * protocol.frame_period_s * NS_PER_S
         if np.all(np.abs(lidar_ns[k + offsets] - nominal) <= tol_ns):
             chosen.append(k)
     return chosen
@@ -102,25 +103,26 @@ def log_query_frames(log_dir,
     """Benchmark frames of one log with their query rays and ground-truth depths.
 
     Args:
-        log_dir: ``<root>/sensor/<split>/<log_id>``.
+        log_dir: ``<root>/sensor/<split>/<log_id>``, or a log object (:class:`UpLidarLog`,
+            :class:`gasp.datasets.nuscenes_lidar_log.NuScenesLidarLog`).
         protocol: which sweeps and rays.
         max_frames: keep at most this many frames (the first ones) of the log.
 
     Returns:
         The frames in time order (empty when the log is too short for the protocol).
     """
-    log = UpLidarLog(log_dir)
+    log = log_dir if hasattr(log_dir, 'sweep_points_lidar') else UpLidarLog(log_dir)
     past, future = protocol.sweep_offsets()
     frames = []
-    for k in frame_indices(log.lidar_ns, protocol)[:max_frames]:
-        stamp = int(log.lidar_ns[k])
-        future_ns = [int(log.lidar_ns[k + o]) for o in future]
+    for k in frame_indices(log.frame_ns, protocol)[:max_frames]:
+        stamp = int(log.frame_ns[k])
+        future_ns = [int(log.frame_ns[k + o]) for o in future]
         origins, directions, depths = future_query_rays(log, stamp, future_ns, protocol)
         frames.append(
             OccForecastingFrame(
                 log_id=log.log_id,
                 timestamp_ns=stamp,
-                past_timestamps_ns=[int(log.lidar_ns[k + o]) for o in past],
+                past_timestamps_ns=[int(log.frame_ns[k + o]) for o in past],
                 future_timestamps_ns=future_ns,
                 origins=origins,
                 directions=directions,

@@ -40,6 +40,7 @@ class UpLidarLog:
         self.log_dir = Path(log_dir)
         self.log_id = self.log_dir.name
         self.lidar_ns = list_lidar_timestamps(self.log_dir)
+        self.frame_ns = self.lidar_ns  # the benchmark's frames: every sweep
         pose_ns, city_from_ego = read_city_from_ego(self.log_dir)
         # The table that gasp.datasets.log_frames looks poses up in.
         self.pose_table = dict(

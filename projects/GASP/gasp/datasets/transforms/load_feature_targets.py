@@ -9,9 +9,8 @@ from ...geometry import transform_points
 from ...targets.cache_manifest import check_settings, read_manifest
 from ...targets.feature_cache import (FEATURES_KIND, FEATURES_VERSION, MAKE_FEATURES,
                                       read_sweep_features)
-from ..av2_io import lidar_path, read_sample_sweep
 from ..errors import AV2DataError
-from ..log_frames import log_dir_of, ref_from_ego_at
+from ..log_frames import read_log_sweep, ref_from_ego_at, sweep_path
 from .load_past_sweeps import NS_PER_S
 
 
@@ -73,14 +72,14 @@ class LoadFeatureTargets(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         cache_id = self._check_cache()
-        log, log_dir = results['log'], log_dir_of(results)
+        log = results['log']
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
         out = {k: [] for k in ('points', 'times_s', 'features')}
         for k, stamp in enumerate(stamps):
             cached = read_sweep_features(self.cache_dir, log['log_id'], stamp, cache_id)
-            path = lidar_path(log_dir, stamp)
-            sweep = read_sample_sweep(results, path, log['log_id'])
+            path = sweep_path(results, stamp)
+            sweep = read_log_sweep(results, stamp, memo=True)
             rows = cached['point_index']
             if len(rows) and rows.max() >= len(sweep['xyz_ego']):
                 raise AV2DataError(

@@ -6,8 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
 from ...geometry import transform_points
-from ..av2_io import LASERS_PER_LIDAR, LIDARS, lidar_path, read_sample_sweep
-from ..log_frames import log_dir_of, ref_from_ego_at
+from ..log_frames import lidar_index, lidar_names, read_log_sweep, ref_from_ego_at
 from .load_past_sweeps import NS_PER_S, outside_box_xy
 
 
@@ -15,8 +14,9 @@ from .load_past_sweeps import NS_PER_S, outside_box_xy
 class LoadFutureRays(BaseTransform):
     """Turn each future sweep into rays in the reference frame.
 
-    A return with ``laser_number < 32`` came from ``up_lidar``, otherwise ``down_lidar``;
-    its ray starts at that lidar's position at the sweep time,
+    A return with ``laser_number < 32`` came from the log's first lidar (AV2 ``up_lidar``,
+    nuScenes ``LIDAR_TOP``), otherwise from its second (AV2 ``down_lidar``); its ray starts
+    at that lidar's position at the sweep time,
     ``origin_ref = ref_from_ego_t @ ego_from_lidar[:3, 3]``, and ends at the return.
 
     Adds ``rays``, a dict of arrays over R rays:
@@ -41,18 +41,18 @@ class LoadFutureRays(BaseTransform):
         self.min_depth = min_depth
 
     def transform(self, results: dict) -> dict:
-        log, log_dir = results['log'], log_dir_of(results)
+        log = results['log']
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
         lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3]
-                                  for name in LIDARS]).astype(np.float32)
+                                  for name in lidar_names(log)]).astype(np.float32)
         # Subsampling draws from numpy's global RNG (seeded per worker by mmengine).
         rng = np.random.default_rng(np.random.randint(2**31))
         out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
         for k, stamp in enumerate(stamps):
-            sweep = read_sample_sweep(results, lidar_path(log_dir, stamp), log['log_id'])
+            sweep = read_log_sweep(results, stamp, memo=True)
             xyz_ego = sweep['xyz_ego']
-            lidar_id = (sweep['laser_number'] >= LASERS_PER_LIDAR).astype(np.intp)
+            lidar_id = lidar_index(log, sweep['laser_number'])
             offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
             depths = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
             keep = np.flatnonzero(

@@ -9,9 +9,8 @@ from ...geometry import transform_points
 from ...targets.cache_manifest import read_manifest
 from ...targets.missing_rays import (MAKE_MISSING_RAYS, MISSING_RAYS_KIND, MISSING_RAYS_VERSION,
                                      read_missing_rays)
-from ..av2_io import LASERS_PER_LIDAR, LIDARS
 from ..errors import AV2DataError
-from ..log_frames import ref_from_ego_at
+from ..log_frames import lidar_index, lidar_names, ref_from_ego_at
 from .load_past_sweeps import NS_PER_S
 
 
@@ -61,14 +60,14 @@ class LoadMissingRays(BaseTransform):
         log = results['log']
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
-        lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3] for name in LIDARS])
+        lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3] for name in lidar_names(log)])
         out = {k: [] for k in ('origins', 'directions', 'times_s')}
         for k, stamp in enumerate(stamps):
             rays = read_missing_rays(self.cache_dir, log['log_id'], stamp, cache_id)
             keep = np.arange(len(rays['laser_number']))
             if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
                 keep = np.sort(np.random.choice(keep, self.max_rays_per_sweep, replace=False))
-            unit = (rays['laser_number'][keep] >= LASERS_PER_LIDAR).astype(np.int64)
+            unit = lidar_index(log, rays['laser_number'][keep])
             out['origins'].append(
                 transform_points(ref_from_ego[k], lidar_pos_ego[unit]).astype(np.float32))
             out['directions'].append((

@@ -6,8 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
 from ...geometry import transform_points
-from ..av2_io import lidar_path, read_sweep
-from ..log_frames import log_dir_of, ref_from_ego_at
+from ..log_frames import read_log_sweep, ref_from_ego_at
 
 NS_PER_S = 1e9
 
@@ -23,8 +22,9 @@ def outside_box_xy(points: np.ndarray, box_xy: Sequence[float]) -> np.ndarray:
 class LoadPastSweeps(BaseTransform):
     """Read the past sweeps of a sample and move them into the reference frame.
 
-    AV2 sweeps are stored in the ego frame at their own timestamp (motion-compensated).
-    Each is moved by ``ref_from_ego_t = inv(city_from_ego_ref) @ city_from_ego_t``.
+    Sweeps are read in the ego frame at their own timestamp (AV2 stores them so; nuScenes
+    sweeps are moved there from the sensor frame by the reader). Each is moved by
+    ``ref_from_ego_t = inv(city_from_ego_ref) @ city_from_ego_t``.
 
     Adds ``points``: (N, 5) float32 with columns x, y, z (reference frame, m),
     intensity / 255, t_rel_s (sweep time minus reference time, <= 0).
@@ -38,12 +38,12 @@ class LoadPastSweeps(BaseTransform):
         self.ego_box_xy = ego_box_xy
 
     def transform(self, results: dict) -> dict:
-        log, log_dir = results['log'], log_dir_of(results)
+        log = results['log']
         stamps = results['past_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
         chunks = []
         for k, stamp in enumerate(stamps):
-            sweep = read_sweep(lidar_path(log_dir, stamp), log['log_id'])
+            sweep = read_log_sweep(results, stamp)
             keep = (
                 outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
                 if self.ego_box_xy is not None else slice(None))
