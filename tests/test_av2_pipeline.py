@@ -260,3 +260,27 @@ def test_bad_sweep_is_named_by_the_loader(broken_root, tmp_path, damage):
     message = str(err.value)
     assert expected in message and log.name in message and str(victim) in message
     assert 'What to do' in message
+
+
+@pytest.mark.parametrize('inside_fraction', [0.1, 0.9])
+def test_future_ray_subset_is_uniform_over_valid_returns(inside_fraction):
+    """The fast draw (few invalid returns) and the fallback (many) both keep exactly
+    ``max_rays_per_sweep`` valid rows, each valid row about equally often."""
+    from gasp.datasets.transforms import LoadFutureRays
+    rng = np.random.default_rng(0)
+    count = 2000
+    inside = rng.random(count) < inside_fraction
+    xyz = np.where(inside[:, None], [1.0, 0.0, 0.5], [20.0, 5.0, 0.5]).astype(np.float32)
+    xyz[:, 2] += rng.normal(size=count).astype(np.float32)
+    sweep = dict(xyz_ego=xyz, laser_number=rng.integers(0, 64, count).astype(np.uint8))
+    log = dict(ego_from_lidar={name: np.eye(4) for name in ('up_lidar', 'down_lidar')})
+    transform = LoadFutureRays(max_rays_per_sweep=100)
+    hits = np.zeros(count)
+    for _ in range(400):
+        rows = transform._select_rays(sweep, log, np.zeros((2, 3), np.float32), rng)
+        assert len(rows) == 100 and np.all(np.diff(rows) > 0)
+        assert not inside[rows].any()
+        hits[rows] += 1
+    expected = 400 * 100 / (~inside).sum()
+    assert abs(hits[~inside].mean() - expected) < 1e-9
+    assert hits[~inside].std() < 0.35 * expected  # binomial spread, not a biased subset

@@ -40,6 +40,32 @@ class LoadFutureRays(BaseTransform):
         self.max_rays_per_sweep = max_rays_per_sweep
         self.min_depth = min_depth
 
+    def _valid(self, xyz_ego, lidar_id, lidar_pos_ego) -> np.ndarray:
+        """(N,) mask of returns outside the ego box and at least ``min_depth`` away."""
+        offsets = xyz_ego - lidar_pos_ego[lidar_id]
+        far = np.einsum('ij,ij->i', offsets, offsets) >= self.min_depth**2
+        return outside_box_xy(xyz_ego, self.ego_box_xy) & far
+
+    def _select_rays(self, sweep, log, lidar_pos_ego, rng) -> np.ndarray:
+        """Sorted rows of the sweep's valid returns: all of them, or a uniform random subset
+        of ``max_rays_per_sweep``.
+
+        For the subset, a random ordered draw of 1.25x that many rows is filtered and its
+        first valid ones kept (a uniform subset of the valid returns, without testing every
+        point of a 100k-point sweep); if the draw holds too few valid rows, all are tested.
+        """
+        xyz_ego, lasers = sweep['xyz_ego'], sweep['laser_number']
+        count, limit = len(xyz_ego), self.max_rays_per_sweep
+        if limit is not None and count > limit:
+            draw = rng.choice(count, min(count, int(limit * 1.25) + 16), replace=False)
+            valid = draw[self._valid(xyz_ego[draw], lidar_index(log, lasers[draw]), lidar_pos_ego)]
+            if len(valid) >= limit:
+                return np.sort(valid[:limit])
+        keep = np.flatnonzero(self._valid(xyz_ego, lidar_index(log, lasers), lidar_pos_ego))
+        if limit is not None and len(keep) > limit:
+            keep = np.sort(rng.choice(keep, limit, replace=False, shuffle=False))
+        return keep
+
     def transform(self, results: dict) -> dict:
         log = results['log']
         stamps = results['future_timestamps_ns']
@@ -51,21 +77,16 @@ class LoadFutureRays(BaseTransform):
         out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
         for k, stamp in enumerate(stamps):
             sweep = read_log_sweep(results, stamp, memo=True)
-            xyz_ego = sweep['xyz_ego']
-            lidar_id = lidar_index(log, sweep['laser_number'])
+            rows = self._select_rays(sweep, log, lidar_pos_ego, rng)
+            xyz_ego = sweep['xyz_ego'][rows]
+            lidar_id = lidar_index(log, sweep['laser_number'][rows])
             offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
-            depths = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
-            keep = np.flatnonzero(
-                outside_box_xy(xyz_ego, self.ego_box_xy) & (depths >= self.min_depth))
-            if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
-                keep = np.sort(
-                    rng.choice(keep, self.max_rays_per_sweep, replace=False, shuffle=False))
+            depth = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
             lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)
-            depth = depths[keep]
-            out['origins'].append(lidar_pos_ref[lidar_id[keep]])
-            out['directions'].append((offsets_ego[keep] / depth[:, None]) @ rotation.T)
+            out['origins'].append(lidar_pos_ref[lidar_id])
+            out['directions'].append((offsets_ego / depth[:, None]) @ rotation.T)
             out['depths'].append(depth)
             out['times_s'].append(
                 np.full(len(depth), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
