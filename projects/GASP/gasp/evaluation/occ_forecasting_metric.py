@@ -39,7 +39,9 @@ class OccForecastingMetric(BaseMetric):
     - ``log_id`` (str) and ``timestamp_ns`` (int, the t = 0 sweep);
     - ``origins``: F arrays (M_k, 3) or (3,) (m), up_lidar frame of t = 0;
     - ``directions``: F arrays (M_k, 3), unit;
-    - ``gt_depths`` and ``pred_depths``: F arrays (M_k,) (m).
+    - ``gt_depths`` and ``pred_depths``: F arrays (M_k,) (m); ``pred_depths`` may also be one
+      (sum M_k,) array in step order (what :class:`GASPOccForecaster` returns);
+    - ``horizon`` ('1s' / '3s'), read only when the metric is given one.
 
     Args:
         near_field_range: NFCD box (x_min, y_min, z_min, x_max, y_max, z_max) (m).
@@ -49,6 +51,8 @@ class OccForecastingMetric(BaseMetric):
         chamfer_backend: nearest-neighbour search: 'auto' (KD-tree on CPU, chunked
             ``torch.cdist`` on GPU), 'cdist' or 'kdtree'; all give the same distances.
         device: where the Chamfer distances run ('cpu' or 'cuda').
+        horizon: score only samples of this horizon ('1s' or '3s'; None: every sample), so
+            that one test loop over both horizons has one metric (and prefix) per horizon.
         out_file: if set, the metrics, per-step means and every row are written there as
             JSON (atomic write).
         collect_device, prefix: see ``mmengine.evaluator.BaseMetric``.
@@ -63,6 +67,7 @@ class OccForecastingMetric(BaseMetric):
                  chamfer_backend: str = 'auto',
                  device: str = 'cpu',
                  out_file: Optional[str] = None,
+                 horizon: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -72,6 +77,7 @@ class OccForecastingMetric(BaseMetric):
         self.chamfer_backend = chamfer_backend
         self.device = device
         self.out_file = out_file
+        self.horizon = horizon
 
     @property
     def variant(self) -> str:
@@ -81,13 +87,16 @@ class OccForecastingMetric(BaseMetric):
         """Compute the error rows of each (log, frame) and keep only those (no clouds).
 
         One entry per data sample (mmengine's ``collect_results`` cuts the list at the dataset
-        size), holding that frame's rows.
+        size), holding that frame's rows; samples of another horizon give an empty entry.
         """
         for sample in data_samples:
             sample = sample.to_dict() if hasattr(sample, 'to_dict') else sample
             rows = []
+            if self.horizon is not None and sample.get('horizon') != self.horizon:
+                self.results.append(rows)
+                continue
             steps = zip(sample['origins'], sample['directions'], sample['gt_depths'],
-                        sample['pred_depths'])
+                        _per_step(sample['pred_depths'], sample['gt_depths']))
             for step, (origin, direction, gt, pred) in enumerate(steps):
                 pred = _tensor(pred).to(self.device)
                 where = f'log {sample["log_id"]}, frame {sample["timestamp_ns"]}, step {step}'
@@ -110,7 +119,8 @@ class OccForecastingMetric(BaseMetric):
         """Mean of every metric over all (log, frame, step) rows; prints a table."""
         results = [row for rows in results for row in rows]
         if not results:
-            raise ValueError('OccForecastingMetric: no results; did the evaluation loop run?')
+            raise ValueError('OccForecastingMetric: no results; did the evaluation loop run' +
+                             (f' over {self.horizon} frames?' if self.horizon else '?'))
         metrics = {name: float(np.mean([r[name] for r in results])) for name in METRIC_NAMES}
         per_step = {}
         for step in sorted({r['step'] for r in results}):
@@ -119,12 +129,15 @@ class OccForecastingMetric(BaseMetric):
                 name: float(np.mean([r[name] for r in rows]))
                 for name in METRIC_NAMES
             }
+        title = f'[{self.horizon}] ' if self.horizon else ''
         print_log(
-            '\n' + format_table(metrics, per_step, len(results), self.variant), logger='current')
+            '\n' + title + format_table(metrics, per_step, len(results), self.variant),
+            logger='current')
         if self.out_file:
             dump_json_atomic(
                 dict(
                     metrics=metrics,
+                    horizon=self.horizon,
                     variant=self.variant,
                     near_field_range=list(self.near_field_range),
                     num_rows=len(results),
@@ -136,6 +149,21 @@ class OccForecastingMetric(BaseMetric):
                 self.out_file,
                 indent=1)
         return metrics
+
+
+def _per_step(pred_depths, gt_depths) -> list:
+    """Predicted depths as one array per step: a flat (sum M_k,) array is cut at the step
+    sizes of the ground truth."""
+    if len(pred_depths) == len(gt_depths) and all(
+            np.ndim(p) == 1 and len(p) == len(g) for p, g in zip(pred_depths, gt_depths)):
+        return list(pred_depths)
+    sizes = [len(g) for g in gt_depths]
+    flat = _tensor(pred_depths)
+    if flat.dim() != 1 or flat.numel() != sum(sizes):
+        raise ValueError(f'OccForecastingMetric: pred_depths must be one array per step with '
+                         f'{sizes} rays, or one array of {sum(sizes)}; got shape '
+                         f'{tuple(flat.shape)}')
+    return list(flat.split(sizes))
 
 
 def format_table(metrics: Dict[str, float], per_step: Dict[int, Dict[str, float]], num_rows: int,

@@ -6,10 +6,11 @@ from .decoders import ImplicitOccupancyDecoder
 from .gasp_model import GASP
 from .layers import FourierEmbedding, ResidualMLPBlock
 from .losses import FeatureDistillationLoss, OccupancyBCELoss
+from .renderers import GASPOccForecaster, LearnedDepthRenderer
 from .samplers import EgoQuerySampler, OccupancyQuerySampler
 
 __all__ = [
     'BEVResNetFPN', 'ImplicitOccupancyDecoder', 'FourierEmbedding', 'ResidualMLPBlock',
     'FeatureDistillationLoss', 'OccupancyBCELoss', 'EgoQuerySampler', 'OccupancyQuerySampler',
-    'GASPDataPreprocessor', 'GASP'
+    'GASPDataPreprocessor', 'GASP', 'GASPOccForecaster', 'LearnedDepthRenderer'
 ]

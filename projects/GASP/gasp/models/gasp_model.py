@@ -104,7 +104,11 @@ class GASP(BaseModel):
         ``bev_<head>`` holds (T, H', W') logits at the BEV feature cell centres for each
         time (``occupancy`` and ``ego``).
         """
-        bev = self.extract_bev(inputs)
+        return self.predict_from_bev(self.extract_bev(inputs), inputs, data_samples)
+
+    def predict_from_bev(self, bev: torch.Tensor, inputs: dict,
+                         data_samples: Sequence[BaseDataElement]) -> list:
+        """:meth:`predict` on an already computed (B, C, H', W') BEV feature map."""
         for head, target in inputs['targets'].items():
             if head not in self.heads:
                 continue
