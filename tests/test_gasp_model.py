@@ -210,6 +210,21 @@ def test_missing_ray_negatives_lie_along_missing_rays():
         sampler(rays)
 
 
+def test_evaluation_samples_need_no_missing_rays():
+    """A GASP config with missing-ray negatives validates on samples without missing rays
+    (validation pipelines load no missing-ray cache); training on them is an error."""
+    cfg = small_model_cfg()
+    cfg['data_preprocessor']['occupancy_sampler']['missing_ray_fraction'] = 0.25
+    model = MODELS.build(cfg)
+    data = model.data_preprocessor(batch(), training=False)
+    occupancy = data['inputs']['targets']['occupancy']
+    queries, labels = occupancy['queries'], occupancy['labels']
+    assert queries.shape == (2, 64, 4) and labels.shape == (2, 64)
+    assert labels.sum().item() == 64  # half positives behind returns, half negatives before
+    with pytest.raises(ValueError, match='training sample has no missing rays'):
+        model.data_preprocessor(batch(), training=True)
+
+
 def test_pointpillars_config_trains_a_few_iterations():
     """configs/gasp_av2_pointpillars.py with mmdet3d's PointPillars parts, on a small region."""
     from pathlib import Path

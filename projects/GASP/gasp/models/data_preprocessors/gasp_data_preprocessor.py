@@ -70,7 +70,7 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
             inputs['bev'] = self.voxelize_bev(points)
         if self.voxel_layer is not None:
             inputs['voxels'] = self.voxelize_hard(points)
-        inputs['targets'] = self.sample_targets(samples)
+        inputs['targets'] = self.sample_targets(samples, training)
         return dict(inputs=inputs, data_samples=samples)
 
     def time_slots(self, t_rel_s: torch.Tensor) -> torch.Tensor:
@@ -99,15 +99,22 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         return dict(
             voxels=torch.cat(voxels), coors=torch.cat(coors), num_points=torch.cat(num_points))
 
-    def sample_targets(self, samples: List[BaseDataElement]) -> dict:
+    def sample_targets(self, samples: List[BaseDataElement], training: bool = True) -> dict:
+        """Labelled queries of every head whose targets the samples carry.
+
+        Training samples must carry missing rays when the occupancy sampler asks for them;
+        evaluation samples without them get queries from the returns only.
+        """
         targets = {}
         if self.occupancy_sampler is not None and all('rays' in s for s in samples):
-            pairs = [
-                self.occupancy_sampler(
-                    s.rays.to_dict(),
-                    missing_rays=(s.missing_rays.to_dict() if 'missing_rays' in s else None))
-                for s in samples
-            ]
+            pairs = []
+            for s in samples:
+                missing = s.missing_rays.to_dict() if 'missing_rays' in s else None
+                pairs.append(
+                    self.occupancy_sampler(
+                        s.rays.to_dict(),
+                        missing_rays=missing,
+                        missing_ray_fraction=(0.0 if missing is None and not training else None)))
             targets['occupancy'] = self._stack(pairs)
         if self.ego_sampler is not None and all('ego_path' in s for s in samples):
             pairs = [self.ego_sampler(s.ego_path.to_dict(), s.ego_footprint) for s in samples]

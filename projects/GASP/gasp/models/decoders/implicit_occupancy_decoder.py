@@ -162,6 +162,10 @@ class ImplicitOccupancyDecoder(BaseModule):
             raise ValueError('ImplicitOccupancyDecoder: expected queries (B, Q, 4) = (x, y, z, t) '
                              f'with the batch of bev_feats {tuple(bev_feats.shape)}, got '
                              f'{tuple(queries.shape)}')
+        if bev_feats.is_cuda:
+            # The GPU gather reads a bilinear corner as one contiguous run of channels: convert
+            # once here for both gathers of this call (a no-op when the map already is).
+            bev_feats = bev_feats.contiguous(memory_format=torch.channels_last)
         if head in self.planar_heads:
             queries = torch.cat(
                 [queries[..., :2],

@@ -40,7 +40,8 @@ class OccupancyQuerySampler:
     def __call__(self,
                  rays: Dict[str, torch.Tensor],
                  generator: Optional[torch.Generator] = None,
-                 missing_rays: Optional[Dict[str, torch.Tensor]] = None):
+                 missing_rays: Optional[Dict[str, torch.Tensor]] = None,
+                 missing_ray_fraction: Optional[float] = None):
         """Sample one sample's queries.
 
         Args:
@@ -48,6 +49,9 @@ class OccupancyQuerySampler:
                 ``times_s`` (R,), all in the reference frame.
             generator: random generator (on the rays' device) for reproducible sampling.
             missing_rays: optional ``origins`` (M, 3), ``directions`` (M, 3), ``times_s`` (M,).
+            missing_ray_fraction: overrides the configured fraction for this call (the data
+                preprocessor passes 0 for evaluation samples, whose pipelines need no
+                missing-ray cache).
 
         Returns:
             queries: (Q, 4) float32 (x, y, z, t); labels: (Q,) float32 in {0, 1}.
@@ -57,12 +61,15 @@ class OccupancyQuerySampler:
         if num_rays == 0:
             raise ValueError('OccupancyQuerySampler: the sample has no future rays')
         half = self.num_queries // 2
-        if self.missing_ray_fraction > 0 and missing_rays is None:
-            raise ValueError('OccupancyQuerySampler: missing_ray_fraction='
-                             f'{self.missing_ray_fraction} but the sample has no missing rays; '
-                             'add LoadMissingRays to the pipeline or set the fraction to 0')
+        fraction = missing_ray_fraction
+        if fraction is None:
+            fraction = self.missing_ray_fraction
+        if fraction > 0 and missing_rays is None:
+            raise ValueError(f'OccupancyQuerySampler: missing_ray_fraction={fraction} but the '
+                             'training sample has no missing rays; add LoadMissingRays to the '
+                             'training pipeline or set the fraction to 0')
         num_missing = (
-            int(round(half * self.missing_ray_fraction))
+            int(round(half * fraction))
             if missing_rays is not None and missing_rays['times_s'].numel() else 0)
 
         def uniform(n):
