@@ -8,7 +8,8 @@ This is single-level ``MultiScaleDeformableAttention`` without the value/output 
 :func:`deformable_bev_gather_reference` is the plain PyTorch specification of the op (with
 autograd); :func:`deformable_bev_gather` is the one dispatch point: CUDA tensors in fp32 / bf16 /
 fp16 run the Triton kernels of :mod:`gasp_ops.deformable_bev_gather_triton` (forward and
-backward; fastest with a channels-last map), everything else the reference.
+backward; fastest with a channels-last map; maps below 4096 cells a side), everything else the
+reference.
 
 Sampling locations are **normalized** ``[-1, 1]`` coordinates in the convention of
 ``torch.nn.functional.grid_sample(align_corners=False)``: ``(-1, -1)`` is the outer corner of
@@ -108,6 +109,7 @@ def deformable_bev_gather(bev_feats: torch.Tensor, sampling_locations: torch.Ten
     """
     tensors = (bev_feats, sampling_locations, attention_weights)
     if use_fast_path(*tensors) and all(t.dtype in FAST_DTYPES for t in tensors):
-        from .deformable_bev_gather_triton import deformable_bev_gather_triton
-        return deformable_bev_gather_triton(bev_feats, sampling_locations, attention_weights)
+        from .deformable_bev_gather_triton import deformable_bev_gather_triton, gather_supported
+        if gather_supported(bev_feats):
+            return deformable_bev_gather_triton(bev_feats, sampling_locations, attention_weights)
     return deformable_bev_gather_reference(bev_feats, sampling_locations, attention_weights)

@@ -6,14 +6,30 @@ channels of that head: for each of the ``K`` points it reads the four bilinear c
 channels-last BEV map (``bev.contiguous(memory_format=torch.channels_last)``) a corner is one
 contiguous run of ``Cg`` values; other layouts are converted first.
 
+Pixel coordinates are exact without fp64: ``px = loc * W / 2 + (W - 1) / 2`` is formed as an
+unevaluated sum of fp32 terms (a Veltkamp split of ``loc`` makes both products exact for maps
+narrower than :data:`MAX_EXACT_SIZE` cells, a two-sum adds the offset), so the cell index is
+the one an exact computation picks and the bilinear fraction is off by at most one fp32
+rounding. fp32 arithmetic as in ``grid_sample`` is off by up to 1e-5 cells on a 175-cell map
+(2e-5 relative error of the output and location gradients from the wrong side of a cell line).
+The kernels are compiled without fused multiply-add contraction so that the split stays exact;
+the accumulations use explicit ``tl.fma``. A small kernel computes each sample's cell and
+fractions once (12 bytes a sample, kept for the backward); the gather kernels would otherwise
+repeat that set-up on every thread that holds channels of the query.
+
 The backward recomputes the corners: per point, ``grad_w = <g, sample>``, the location gradient
 from the bilinear weights' derivatives, and the map gradient scattered with fp32 atomics into a
-channels-last buffer (cast to the map's dtype at the end).
+channels-last buffer (cast to the map's dtype at the end). Where the GPU assembles sm_90's
+four-channel vector reduction (found by :func:`vector_atomics_variant`) each atomic adds four
+consecutive channels, a quarter of the atomic instructions; otherwise one fp32 atomic per channel.
 
 Locations are read in their own precision (fp32 normally) and never rounded to a low-precision
-map dtype; the pixel coordinates and bilinear fractions are computed in fp64, everything else
-in fp32, and the output has the promoted dtype of map and locations, like the reference.
+map dtype; the output has the promoted dtype of map and locations, like the reference.
 """
+import functools
+import os
+import warnings
+
 import torch
 import triton
 import triton.language as tl
@@ -21,27 +37,82 @@ import triton.language as tl
 from .deformable_bev_gather import _check_shapes
 from .fast_path import FAST_DTYPES
 
+#: Map sides (cells) up to which the pixel coordinates are exact (12 significant bits).
+MAX_EXACT_SIZE = 4096
+
+# Spellings of the vector reduction in PTX ISA 8.1 (sm_90); the first that compiles and adds
+# correctly is used (see :func:`vector_atomics_variant`).
+_RED_V4 = ('red.global.add.v4.f32', 'red.global.v4.f32.add')
+
 
 @triton.jit
-def _bilinear_setup(loc_ptr, w_ptr, idx, mask, H, W):
+def _two_sum(a, b):
+    """a + b = s + e exactly (Knuth's two-sum; needs round-to-nearest, no reassociation)."""
+    s = a + b
+    b_virtual = s - a
+    e = (a - (s - b_virtual)) + (b - b_virtual)
+    return s, e
+
+
+@triton.jit
+def _pixel(loc, size):
+    """Cell index and fraction of the grid_sample pixel ``((loc + 1) * size - 1) / 2``.
+
+    ``loc`` is fp32, ``size`` the map side (< MAX_EXACT_SIZE). The pixel is the exact sum
+    ``s + e1 + e2``; the cell is its exact floor and the fraction is rounded once. Returns the
+    int32 cell and the fp32 fraction in [0, 1], clamped to [-3, size + 2] where every corner is
+    outside anyway.
+    """
+    half = size * 0.5  # at most 12 significant bits
+    # Veltkamp split: loc = hi + lo, 12 significant bits each, so both products are exact.
+    c = loc * 4097.0
+    hi = c - (c - loc)
+    lo = loc - hi
+    s1, e1 = _two_sum(hi * half, lo * half)  # loc * size / 2
+    s, e2 = _two_sum(s1, half - 0.5)  # + (size - 1) / 2, an exact constant
+    rest = e1 + e2  # tiny against s: its rounding does not move the floor
+    limit = size + 1.0
+    inside = (s >= -2.0) & (s <= limit)
+    s = tl.minimum(tl.maximum(s, -2.0), limit)
+    rest = tl.where(inside, rest, 0.0)
+    cell = tl.floor(s)
+    f0 = s - cell  # exact, in [0, 1)
+    frac = f0 + rest
+    # The exact pixel may sit on the other side of a cell line than s; a rounded sum keeps the
+    # sign of the exact one, so these tests are exact.
+    below = frac < 0.0
+    above = (f0 - 1.0) + rest >= 0.0
+    cell = tl.where(below, cell - 1.0, tl.where(above, cell + 1.0, cell))
+    frac = tl.where(below, (f0 + 1.0) + rest, tl.where(above, (f0 - 1.0) + rest, frac))
+    return cell.to(tl.int32), frac
+
+
+@triton.jit
+def _pixels_kernel(loc_ptr, cell_ptr, frac_ptr, num_samples, H, W, BLOCK: tl.constexpr):
+    """Per sample: the packed cell ``(y0 << 16) | (x0 & 0xffff)`` and the fractions (fx, fy).
+
+    Computed once per sample here (the gather kernels would repeat it on every thread that
+    holds channels of the query)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = i < num_samples
+    lx = tl.load(loc_ptr + i * 2, mask=mask, other=0.0).to(tl.float32)
+    ly = tl.load(loc_ptr + i * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+    x0, fx = _pixel(lx, W)
+    y0, fy = _pixel(ly, H)
+    tl.store(cell_ptr + i, (y0 << 16) | (x0 & 0xFFFF), mask=mask)
+    tl.store(frac_ptr + i * 2, fx, mask=mask)
+    tl.store(frac_ptr + i * 2 + 1, fy, mask=mask)
+
+
+@triton.jit
+def _bilinear_setup(cell_ptr, frac_ptr, w_ptr, idx, mask, H, W):
     """Corner indices, validity and fractional weights of one point per query."""
-    lx = tl.load(loc_ptr + idx * 2, mask=mask, other=0.0).to(tl.float64)
-    ly = tl.load(loc_ptr + idx * 2 + 1, mask=mask, other=0.0).to(tl.float64)
+    cell = tl.load(cell_ptr + idx, mask=mask, other=0)
+    fx = tl.load(frac_ptr + idx * 2, mask=mask, other=0.0)
+    fy = tl.load(frac_ptr + idx * 2 + 1, mask=mask, other=0.0)
     wk = tl.load(w_ptr + idx, mask=mask, other=0.0).to(tl.float32)
-    # grid_sample(align_corners=False): pixel = ((loc + 1) * size - 1) / 2, in fp64: in fp32
-    # the pixel coordinate alone is off by up to 1e-5 cells on a 175-cell map (2e-5 relative
-    # error of the output). Clamping to [-2, size + 1] keeps the integer cast defined; every
-    # corner there is outside anyway.
-    px = ((lx + 1.0) * W - 1.0) * 0.5
-    py = ((ly + 1.0) * H - 1.0) * 0.5
-    px = tl.minimum(tl.maximum(px, -2.0), W + 1.0)
-    py = tl.minimum(tl.maximum(py, -2.0), H + 1.0)
-    x0f = tl.floor(px)
-    y0f = tl.floor(py)
-    fx = (px - x0f).to(tl.float32)
-    fy = (py - y0f).to(tl.float32)
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
+    x0 = (cell << 16) >> 16  # sign-extends the low half
+    y0 = cell >> 16
     x1 = x0 + 1
     y1 = y0 + 1
     in_x0 = (x0 >= 0) & (x0 < W)
@@ -52,9 +123,10 @@ def _bilinear_setup(loc_ptr, w_ptr, idx, mask, H, W):
 
 
 @triton.jit
-def _gather_fwd_kernel(bev_ptr, loc_ptr, w_ptr, out_ptr, num_queries, H, W, stride_b, stride_c,
-                       stride_h, stride_w, NUM_HEADS: tl.constexpr, NUM_POINTS: tl.constexpr,
-                       GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr):
+def _gather_fwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, out_ptr, num_queries, H, W, stride_b,
+                       stride_c, stride_h, stride_w, NUM_HEADS: tl.constexpr,
+                       NUM_POINTS: tl.constexpr, GROUP: tl.constexpr, BLOCK_Q: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
     pid_q = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // NUM_HEADS
@@ -69,7 +141,7 @@ def _gather_fwd_kernel(bev_ptr, loc_ptr, w_ptr, out_ptr, num_queries, H, W, stri
     acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
     for k in tl.static_range(NUM_POINTS):
         wk, fx, fy, x0, y0, x1, y1, in_x0, in_x1, in_y0, in_y1 = _bilinear_setup(
-            loc_ptr, w_ptr, qhk + k, q_mask, H, W)
+            cell_ptr, frac_ptr, w_ptr, qhk + k, q_mask, H, W)
         row0 = y0.to(tl.int64) * stride_h
         row1 = y1.to(tl.int64) * stride_h
         col0 = x0.to(tl.int64) * stride_w
@@ -82,10 +154,12 @@ def _gather_fwd_kernel(bev_ptr, loc_ptr, w_ptr, out_ptr, num_queries, H, W, stri
         v01 = tl.load(base + (row0 + col1)[:, None], mask=m01, other=0.0).to(tl.float32)
         v10 = tl.load(base + (row1 + col0)[:, None], mask=m10, other=0.0).to(tl.float32)
         v11 = tl.load(base + (row1 + col1)[:, None], mask=m11, other=0.0).to(tl.float32)
-        gx = 1.0 - fx
-        gy = 1.0 - fy
-        acc += (wk * gy * gx)[:, None] * v00 + (wk * gy * fx)[:, None] * v01 + (
-            wk * fy * gx)[:, None] * v10 + (wk * fy * fx)[:, None] * v11
+        wy0 = wk * (1.0 - fy)
+        wy1 = wk * fy
+        acc = tl.fma((wy0 * (1.0 - fx))[:, None], v00, acc)
+        acc = tl.fma((wy0 * fx)[:, None], v01, acc)
+        acc = tl.fma((wy1 * (1.0 - fx))[:, None], v10, acc)
+        acc = tl.fma((wy1 * fx)[:, None], v11, acc)
     channels = NUM_HEADS * GROUP
     out_offs = (b.to(tl.int64) * num_queries + q)[:, None] * channels + (h * GROUP + c)[None, :]
     tl.store(
@@ -95,11 +169,45 @@ def _gather_fwd_kernel(bev_ptr, loc_ptr, w_ptr, out_ptr, num_queries, H, W, stri
 
 
 @triton.jit
-def _gather_bwd_kernel(bev_ptr, loc_ptr, w_ptr, grad_out_ptr, grad_bev_ptr, grad_loc_ptr,
+def _red_add_v4(ptr, v0, v1, v2, v3, mask, VARIANT: tl.constexpr):
+    """``ptr[0:4] += (v0, v1, v2, v3)`` where ``mask``: one vector reduction per element
+    (``VARIANT`` picks the PTX spelling, see :func:`vector_atomics_variant`)."""
+    args = [ptr, v0, v1, v2, v3, mask.to(tl.int32)]
+    if VARIANT == 1:
+        tl.inline_asm_elementwise(
+            '{ .reg .pred gasp_p; setp.ne.b32 gasp_p, $6, 0; '
+            '@gasp_p red.global.add.v4.f32 [$1], {$2, $3, $4, $5}; mov.b32 $0, 0; }',
+            '=r,l,f,f,f,f,r',
+            args,
+            dtype=tl.int32,
+            is_pure=False,
+            pack=1)
+    else:
+        tl.inline_asm_elementwise(
+            '{ .reg .pred gasp_p; setp.ne.b32 gasp_p, $6, 0; '
+            '@gasp_p red.global.v4.f32.add [$1], {$2, $3, $4, $5}; mov.b32 $0, 0; }',
+            '=r,l,f,f,f,f,r',
+            args,
+            dtype=tl.int32,
+            is_pure=False,
+            pack=1)
+
+
+@triton.jit
+def _scatter_corner(gptr4, coef, g0, g1, g2, g3, mask, VARIANT: tl.constexpr):
+    """Vector path: add ``coef * g`` to one corner's channels, four at a time; ``gptr4``
+    (BLOCK_Q, BLOCK_C / 4) points at channels 4j, component i of the gradient is ``gi``."""
+    c = coef[:, None]
+    _red_add_v4(gptr4, c * g0, c * g1, c * g2, c * g3, mask, VARIANT)
+
+
+@triton.jit
+def _gather_bwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, grad_out_ptr, grad_bev_ptr, grad_loc_ptr,
                        grad_w_ptr, num_queries, H, W, stride_b, stride_c, stride_h, stride_w,
-                       gstride_b, gstride_c, gstride_h, gstride_w, NUM_HEADS: tl.constexpr,
+                       gstride_b, gstride_h, gstride_w, NUM_HEADS: tl.constexpr,
                        NUM_POINTS: tl.constexpr, GROUP: tl.constexpr, BLOCK_Q: tl.constexpr,
-                       BLOCK_C: tl.constexpr, NEED_BEV_GRAD: tl.constexpr):
+                       BLOCK_C: tl.constexpr, NEED_BEV_GRAD: tl.constexpr,
+                       VECTOR_ATOMICS: tl.constexpr):
     pid_q = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // NUM_HEADS
@@ -111,28 +219,46 @@ def _gather_bwd_kernel(bev_ptr, loc_ptr, w_ptr, grad_out_ptr, grad_bev_ptr, grad
     qc_mask = q_mask[:, None] & c_mask[None, :]
     qhk = ((b.to(tl.int64) * num_queries + q) * NUM_HEADS + h) * NUM_POINTS
     channels = NUM_HEADS * GROUP
-    g_offs = (b.to(tl.int64) * num_queries + q)[:, None] * channels + (h * GROUP + c)[None, :]
-    g = tl.load(grad_out_ptr + g_offs, mask=qc_mask, other=0.0).to(tl.float32)
+    row_offs = (b.to(tl.int64) * num_queries + q)[:, None] * channels + h * GROUP
+    g = tl.load(grad_out_ptr + row_offs + c[None, :], mask=qc_mask, other=0.0).to(tl.float32)
     base = bev_ptr + b.to(tl.int64) * stride_b + ((h * GROUP + c) * stride_c)[None, :]
-    gbase = grad_bev_ptr + b.to(tl.int64) * gstride_b + ((h * GROUP + c) * gstride_c)[None, :]
+    gbase = grad_bev_ptr + b.to(tl.int64) * gstride_b + (h * GROUP + c)[None, :]
+    if NEED_BEV_GRAD and VECTOR_ATOMICS > 0:
+        # Vector path: the gradient in groups of four channels (4j .. 4j + 3), contiguous in
+        # the channels-last accumulator; GROUP is a multiple of 4.
+        j4 = tl.arange(0, BLOCK_C // 4) * 4
+        cm = q_mask[:, None] & (j4 < GROUP)[None, :]
+        g0 = tl.load(grad_out_ptr + row_offs + j4[None, :], mask=cm, other=0.0).to(tl.float32)
+        g1 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 1, mask=cm, other=0.0).to(tl.float32)
+        g2 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 2, mask=cm, other=0.0).to(tl.float32)
+        g3 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 3, mask=cm, other=0.0).to(tl.float32)
+        gbase4 = grad_bev_ptr + b.to(tl.int64) * gstride_b + (h * GROUP + j4)[None, :]
     for k in tl.static_range(NUM_POINTS):
         wk, fx, fy, x0, y0, x1, y1, in_x0, in_x1, in_y0, in_y1 = _bilinear_setup(
-            loc_ptr, w_ptr, qhk + k, q_mask, H, W)
-        m00 = (q_mask & in_y0 & in_x0)[:, None] & c_mask[None, :]
-        m01 = (q_mask & in_y0 & in_x1)[:, None] & c_mask[None, :]
-        m10 = (q_mask & in_y1 & in_x0)[:, None] & c_mask[None, :]
-        m11 = (q_mask & in_y1 & in_x1)[:, None] & c_mask[None, :]
+            cell_ptr, frac_ptr, w_ptr, qhk + k, q_mask, H, W)
+        v00 = q_mask & in_y0 & in_x0
+        v01 = q_mask & in_y0 & in_x1
+        v10 = q_mask & in_y1 & in_x0
+        v11 = q_mask & in_y1 & in_x1
         o00 = (y0.to(tl.int64) * stride_h + x0.to(tl.int64) * stride_w)[:, None]
         o01 = (y0.to(tl.int64) * stride_h + x1.to(tl.int64) * stride_w)[:, None]
         o10 = (y1.to(tl.int64) * stride_h + x0.to(tl.int64) * stride_w)[:, None]
         o11 = (y1.to(tl.int64) * stride_h + x1.to(tl.int64) * stride_w)[:, None]
-        d00 = tl.sum(g * tl.load(base + o00, mask=m00, other=0.0).to(tl.float32), axis=1)
-        d01 = tl.sum(g * tl.load(base + o01, mask=m01, other=0.0).to(tl.float32), axis=1)
-        d10 = tl.sum(g * tl.load(base + o10, mask=m10, other=0.0).to(tl.float32), axis=1)
-        d11 = tl.sum(g * tl.load(base + o11, mask=m11, other=0.0).to(tl.float32), axis=1)
+        d00 = tl.sum(
+            g * tl.load(base + o00, mask=v00[:, None] & c_mask[None, :], other=0.0).to(tl.float32),
+            axis=1)
+        d01 = tl.sum(
+            g * tl.load(base + o01, mask=v01[:, None] & c_mask[None, :], other=0.0).to(tl.float32),
+            axis=1)
+        d10 = tl.sum(
+            g * tl.load(base + o10, mask=v10[:, None] & c_mask[None, :], other=0.0).to(tl.float32),
+            axis=1)
+        d11 = tl.sum(
+            g * tl.load(base + o11, mask=v11[:, None] & c_mask[None, :], other=0.0).to(tl.float32),
+            axis=1)
         gx = 1.0 - fx
         gy = 1.0 - fy
-        grad_w = gy * gx * d00 + gy * fx * d01 + fy * gx * d10 + fy * fx * d11
+        grad_w = gy * (gx * d00 + fx * d01) + fy * (gx * d10 + fx * d11)
         # d(pixel)/d(loc) = size / 2 on each axis.
         grad_px = wk * (gy * (d01 - d00) + fy * (d11 - d10))
         grad_py = wk * (gx * (d10 - d00) + fx * (d11 - d01))
@@ -145,19 +271,80 @@ def _gather_bwd_kernel(bev_ptr, loc_ptr, w_ptr, grad_out_ptr, grad_bev_ptr, grad
             grad_loc_ptr + idx * 2 + 1, (grad_py * (H * 0.5)).to(grad_loc_ptr.dtype.element_ty),
             mask=q_mask)
         if NEED_BEV_GRAD:
-            g00 = (y0.to(tl.int64) * gstride_h + x0.to(tl.int64) * gstride_w)[:, None]
-            g01 = (y0.to(tl.int64) * gstride_h + x1.to(tl.int64) * gstride_w)[:, None]
-            g10 = (y1.to(tl.int64) * gstride_h + x0.to(tl.int64) * gstride_w)[:, None]
-            g11 = (y1.to(tl.int64) * gstride_h + x1.to(tl.int64) * gstride_w)[:, None]
-            tl.atomic_add(gbase + g00, (wk * gy * gx)[:, None] * g, mask=m00, sem='relaxed')
-            tl.atomic_add(gbase + g01, (wk * gy * fx)[:, None] * g, mask=m01, sem='relaxed')
-            tl.atomic_add(gbase + g10, (wk * fy * gx)[:, None] * g, mask=m10, sem='relaxed')
-            tl.atomic_add(gbase + g11, (wk * fy * fx)[:, None] * g, mask=m11, sem='relaxed')
+            wy0 = wk * gy
+            wy1 = wk * fy
+            r0 = y0.to(tl.int64) * gstride_h
+            r1 = y1.to(tl.int64) * gstride_h
+            c0 = x0.to(tl.int64) * gstride_w
+            c1 = x1.to(tl.int64) * gstride_w
+            if VECTOR_ATOMICS > 0:
+                _scatter_corner(gbase4 + (r0 + c0)[:, None], wy0 * gx, g0, g1, g2, g3,
+                                v00[:, None] & cm, VECTOR_ATOMICS)
+                _scatter_corner(gbase4 + (r0 + c1)[:, None], wy0 * fx, g0, g1, g2, g3,
+                                v01[:, None] & cm, VECTOR_ATOMICS)
+                _scatter_corner(gbase4 + (r1 + c0)[:, None], wy1 * gx, g0, g1, g2, g3,
+                                v10[:, None] & cm, VECTOR_ATOMICS)
+                _scatter_corner(gbase4 + (r1 + c1)[:, None], wy1 * fx, g0, g1, g2, g3,
+                                v11[:, None] & cm, VECTOR_ATOMICS)
+            else:
+                # One atomic per channel; a warp's adds cover whole runs of channels.
+                tl.atomic_add(
+                    gbase + (r0 + c0)[:, None], (wy0 * gx)[:, None] * g,
+                    mask=v00[:, None] & c_mask[None, :],
+                    sem='relaxed')
+                tl.atomic_add(
+                    gbase + (r0 + c1)[:, None], (wy0 * fx)[:, None] * g,
+                    mask=v01[:, None] & c_mask[None, :],
+                    sem='relaxed')
+                tl.atomic_add(
+                    gbase + (r1 + c0)[:, None], (wy1 * gx)[:, None] * g,
+                    mask=v10[:, None] & c_mask[None, :],
+                    sem='relaxed')
+                tl.atomic_add(
+                    gbase + (r1 + c1)[:, None], (wy1 * fx)[:, None] * g,
+                    mask=v11[:, None] & c_mask[None, :],
+                    sem='relaxed')
+
+
+@triton.jit
+def _probe_red_v4_kernel(ptr, VARIANT: tl.constexpr):
+    offs = tl.arange(0, 16)
+    first = (offs % 4) == 0
+    base = ptr + offs // 4 * 4
+    one = tl.full((16, ), 1.0, tl.float32)
+    _red_add_v4(base, one, one * 2.0, one * 3.0, one * 4.0, first, VARIANT)
+
+
+@functools.lru_cache(maxsize=None)
+def vector_atomics_variant(device_index: int) -> int:
+    """Which spelling of the sm_90 vector reduction works on this device (1-based index into
+    ``_RED_V4``), 0 when none does (older GPUs, the Triton interpreter): the kernels then use
+    scalar atomics. Found once per device by compiling a probe and checking its sums."""
+    if os.environ.get('TRITON_INTERPRET') == '1' or torch.cuda.get_device_capability(
+            device_index) < (9, 0):
+        return 0
+    failures = []
+    for variant in range(1, len(_RED_V4) + 1):
+        buffer = torch.zeros(16, device=f'cuda:{device_index}')
+        try:
+            _probe_red_v4_kernel[(1, )](buffer, VARIANT=variant, num_warps=1)
+            torch.cuda.synchronize(device_index)
+        except Exception as error:  # this PTX spelling does not assemble here; try the next
+            failures.append(f'{_RED_V4[variant - 1]}: {type(error).__name__}: '
+                            f'{str(error).strip()[-300:]}')
+            continue
+        expected = torch.tensor([1.0, 2.0, 3.0, 4.0], device=buffer.device).repeat(4)
+        if torch.equal(buffer, expected):
+            return variant
+        failures.append(f'{_RED_V4[variant - 1]}: wrong sums {buffer.tolist()}')
+    warnings.warn('deformable_bev_gather_triton: no vector reduction on this GPU, the map '
+                  'gradient uses scalar atomics (' + ' | '.join(failures) + ')')
+    return 0
 
 
 def _launch_config(group: int):
     """(BLOCK_Q, BLOCK_C, num_warps) for a head of ``group`` channels: ~2k values a tile."""
-    block_c = triton.next_power_of_2(group)
+    block_c = max(4, triton.next_power_of_2(group))
     block_q = max(16, min(128, 2048 // block_c))
     return block_q, block_c, 4
 
@@ -165,7 +352,7 @@ def _launch_config(group: int):
 class _DeformableBEVGatherTriton(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, bev_feats, sampling_locations, attention_weights):
+    def forward(ctx, bev_feats, sampling_locations, attention_weights, vector_atomics):
         batch, channels, height, width = bev_feats.shape
         _, num_queries, num_heads, num_points, _ = sampling_locations.shape
         group = channels // num_heads
@@ -174,12 +361,18 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
         weights = attention_weights.contiguous()
         out_dtype = torch.promote_types(bev_feats.dtype, sampling_locations.dtype)
         out = torch.empty((batch, num_queries, channels), dtype=out_dtype, device=bev.device)
+        num_samples = loc.numel() // 2
+        cell = torch.empty(loc.shape[:-1], dtype=torch.int32, device=bev.device)
+        frac = torch.empty(loc.shape, dtype=torch.float32, device=bev.device)
         block_q, block_c, num_warps = _launch_config(group)
         grid = (triton.cdiv(num_queries, block_q), batch * num_heads)
         if num_queries > 0:
+            _pixels_kernel[(triton.cdiv(num_samples, 1024), )](
+                loc, cell, frac, num_samples, height, width, BLOCK=1024, enable_fp_fusion=False)
             _gather_fwd_kernel[grid](
                 bev,
-                loc,
+                cell,
+                frac,
                 weights,
                 out,
                 num_queries,
@@ -191,14 +384,16 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
                 GROUP=group,
                 BLOCK_Q=block_q,
                 BLOCK_C=block_c,
-                num_warps=num_warps)
-        ctx.save_for_backward(bev, loc, weights)
+                num_warps=num_warps,
+                enable_fp_fusion=False)
+        ctx.save_for_backward(bev, loc, weights, cell, frac)
         ctx.bev_dtype = bev_feats.dtype
+        ctx.vector_atomics = vector_atomics
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        bev, loc, weights = ctx.saved_tensors
+        bev, loc, weights, cell, frac = ctx.saved_tensors
         batch, channels, height, width = bev.shape
         _, num_queries, num_heads, num_points, _ = loc.shape
         group = channels // num_heads
@@ -206,16 +401,20 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_loc = torch.empty_like(loc)
         grad_w = torch.empty_like(weights)
-        # fp32 accumulator for the atomics, channels-last like the map.
+        # fp32 accumulator for the atomics, channels-last like the map (channel stride 1).
         grad_bev = torch.zeros(
             bev.shape if need_bev else (1, 1, 1, 1), dtype=torch.float32,
             device=bev.device).contiguous(memory_format=torch.channels_last)
+        variant = 0
+        if need_bev and group % 4 == 0 and ctx.vector_atomics is not False and bev.is_cuda:
+            variant = vector_atomics_variant(bev.device.index or 0)
         block_q, block_c, num_warps = _launch_config(group)
         grid = (triton.cdiv(num_queries, block_q), batch * num_heads)
         if num_queries > 0:
             _gather_bwd_kernel[grid](
                 bev,
-                loc,
+                cell,
+                frac,
                 weights,
                 grad_out,
                 grad_bev,
@@ -225,28 +424,46 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
                 height,
                 width,
                 *bev.stride(),
-                *grad_bev.stride(),
+                grad_bev.stride(0),
+                grad_bev.stride(2),
+                grad_bev.stride(3),
                 NUM_HEADS=num_heads,
                 NUM_POINTS=num_points,
                 GROUP=group,
                 BLOCK_Q=block_q,
                 BLOCK_C=block_c,
                 NEED_BEV_GRAD=need_bev,
-                num_warps=num_warps)
+                VECTOR_ATOMICS=variant,
+                num_warps=num_warps,
+                enable_fp_fusion=False)
         else:
             grad_loc.zero_()
             grad_w.zero_()
         grad_bev = grad_bev.to(ctx.bev_dtype) if need_bev else None
         return (grad_bev, grad_loc if ctx.needs_input_grad[1] else None,
-                grad_w if ctx.needs_input_grad[2] else None)
+                grad_w if ctx.needs_input_grad[2] else None, None)
 
 
-def deformable_bev_gather_triton(bev_feats: torch.Tensor, sampling_locations: torch.Tensor,
-                                 attention_weights: torch.Tensor) -> torch.Tensor:
+def gather_supported(bev_feats: torch.Tensor) -> bool:
+    """Whether the kernels take this map: fp32 / bf16 / fp16, both sides below
+    :data:`MAX_EXACT_SIZE` cells (exact pixel coordinates)."""
+    return bev_feats.dtype in FAST_DTYPES and max(bev_feats.shape[-2:]) < MAX_EXACT_SIZE
+
+
+def deformable_bev_gather_triton(bev_feats: torch.Tensor,
+                                 sampling_locations: torch.Tensor,
+                                 attention_weights: torch.Tensor,
+                                 *,
+                                 vector_atomics: bool = True) -> torch.Tensor:
     """Triton deformable BEV gather; same arguments and result as
-    :func:`gasp_ops.deformable_bev_gather_reference` (fp32 / bf16 / fp16 inputs).
+    :func:`gasp_ops.deformable_bev_gather_reference` (fp32 / bf16 / fp16 inputs, map sides
+    below :data:`MAX_EXACT_SIZE`).
 
     Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``.
+
+    Args:
+        vector_atomics: scatter the map gradient with four-channel vector reductions where the
+            GPU has them (sm_90+); False forces scalar atomics (to compare the two).
     """
     _check_shapes(bev_feats, sampling_locations, attention_weights)
     for name, tensor in (('bev_feats', bev_feats), ('sampling_locations', sampling_locations),
@@ -254,4 +471,10 @@ def deformable_bev_gather_triton(bev_feats: torch.Tensor, sampling_locations: to
         if tensor.dtype not in FAST_DTYPES:
             raise TypeError(f'deformable_bev_gather_triton: {name} has dtype {tensor.dtype}; '
                             f'the kernel takes {FAST_DTYPES} (use the reference for fp64)')
-    return _DeformableBEVGatherTriton.apply(bev_feats, sampling_locations, attention_weights)
+    if max(bev_feats.shape[-2:]) >= MAX_EXACT_SIZE:
+        raise ValueError(f'deformable_bev_gather_triton: the map is {tuple(bev_feats.shape[-2:])} '
+                         f'cells; the kernel keeps pixel coordinates exact below {MAX_EXACT_SIZE} '
+                         'cells a side (use deformable_bev_gather, which falls back to the '
+                         'reference)')
+    return _DeformableBEVGatherTriton.apply(bev_feats, sampling_locations, attention_weights,
+                                            vector_atomics)

@@ -26,7 +26,14 @@ RUN_KERNELS_HERE = ON_GPU or os.environ.get('TRITON_INTERPRET') == '1'
 DEVICE = 'cuda' if ON_GPU else 'cpu'
 
 
-def gather_inputs(seed, dtype, batch=2, channels=8, height=6, width=9, queries=12, heads=2,
+def gather_inputs(seed,
+                  dtype,
+                  batch=2,
+                  channels=8,
+                  height=6,
+                  width=9,
+                  queries=12,
+                  heads=2,
                   points=3):
     generator = torch.Generator().manual_seed(seed)
     bev = torch.randn(batch, channels, height, width, generator=generator).to(dtype)
@@ -51,8 +58,8 @@ def test_gather_forward_and_backward_match_fp64_reference(dtype, tol, channels_l
     if channels_last:
         bev = bev.contiguous(memory_format=torch.channels_last)
     grad_out = torch.randn(2, 12, 8, generator=torch.Generator().manual_seed(1)).to(DEVICE)
-    fast = gather_and_grads(gather_module.deformable_bev_gather_triton,
-                            (bev, locations, weights), grad_out)
+    fast = gather_and_grads(gather_module.deformable_bev_gather_triton, (bev, locations, weights),
+                            grad_out)
     # The reference on the same (rounded) values in fp64.
     ref = gather_and_grads(deformable_bev_gather_reference,
                            [t.double() for t in (bev, locations, weights)], grad_out.double())
@@ -71,10 +78,9 @@ def test_gather_gradient_of_map_lands_on_the_four_corners():
     height, width = 4, 5
     loc = torch.tensor([(2 * 1.25 + 1) / width - 1, (2 * 2.5 + 1) / height - 1])
     bev = torch.zeros(1, 1, height, width, device=DEVICE, requires_grad=True)
-    out = gather_module.deformable_bev_gather_triton(
-        bev,
-        loc.view(1, 1, 1, 1, 2).to(DEVICE),
-        torch.full((1, 1, 1, 1), 2.0, device=DEVICE))
+    out = gather_module.deformable_bev_gather_triton(bev,
+                                                     loc.view(1, 1, 1, 1, 2).to(DEVICE),
+                                                     torch.full((1, 1, 1, 1), 2.0, device=DEVICE))
     (grad, ) = torch.autograd.grad(out.sum(), [bev])
     expected = torch.zeros(height, width)
     expected[2, 1], expected[2, 2] = 2 * 0.75 * 0.5, 2 * 0.25 * 0.5
@@ -88,10 +94,62 @@ def test_gather_centre_read_with_one_head_and_one_point():
     iy, ix = torch.tensor([0, 5, 3]), torch.tensor([8, 0, 4])
     loc = torch.stack([(2 * ix + 1) / 9 - 1, (2 * iy + 1) / 6 - 1], dim=-1).float()
     loc = loc.view(1, 3, 1, 1, 2).expand(2, 3, 1, 1, 2).to(DEVICE)
-    out = gather_module.deformable_bev_gather_triton(bev, loc, torch.ones(2, 3, 1, 1,
-                                                                          device=DEVICE))
+    out = gather_module.deformable_bev_gather_triton(bev, loc,
+                                                     torch.ones(2, 3, 1, 1, device=DEVICE))
     expected = bev[:, :, iy, ix].transpose(1, 2)
     torch.testing.assert_close(out, expected)
+
+
+def test_gather_location_gradient_on_cell_centre_lines_matches_fp64():
+    # Locations on and next to the centre lines of a 175-cell map (where bilinear interpolation
+    # has a kink): fp32 pixel arithmetic rounds many of them onto the wrong side of the line and
+    # gets the location gradient of the neighbouring cell; the kernel's exact pixel coordinates
+    # pick the side fp64 picks.
+    size = 175
+    centres = (2 * torch.arange(size, dtype=torch.float64) + 1) / size - 1
+    loc32 = centres.float()
+    nudged = torch.stack(
+        [loc32, torch.nextafter(loc32, loc32 + 1),
+         torch.nextafter(loc32, loc32 - 1)], dim=-1).flatten()
+    # Not the subnormal neighbours of 0: fp64 rounds their pixel onto the line itself.
+    nudged = nudged[(nudged == 0) | (nudged.abs() > 1e-30)]
+    locations = torch.stack([nudged, nudged.flip(0)], dim=-1).view(1, -1, 1, 1, 2).to(DEVICE)
+    generator = torch.Generator().manual_seed(7)
+    bev = torch.randn(1, 4, size, size, generator=generator).to(DEVICE)
+    weights = torch.ones(locations.shape[:-1], device=DEVICE)
+    grad_out = torch.randn(1, locations.shape[1], 4, generator=generator).to(DEVICE)
+    fast = gather_and_grads(gather_module.deformable_bev_gather_triton, (bev, locations, weights),
+                            grad_out)
+    ref = gather_and_grads(deformable_bev_gather_reference,
+                           [t.double() for t in (bev, locations, weights)], grad_out.double())
+    for name, a, b in zip(('out', 'grad_bev', 'grad_loc', 'grad_w'), fast, ref):
+        err = (a.double() - b).abs().max() / b.abs().max()
+        assert err < 2e-6, f'{name}: relative error {err:.2e}'
+
+
+@pytest.mark.parametrize('vector_atomics', [True, False])
+def test_gather_map_gradient_with_vector_and_scalar_atomics(vector_atomics):
+    # Heads of 8 channels (two groups of four) and of 6 channels (scalar adds only).
+    for channels, heads in ((16, 2), (12, 2)):
+        bev, locations, weights = gather_inputs(8, torch.float32, channels=channels, heads=heads)
+        grad_out = torch.randn(2, 12, channels, generator=torch.Generator().manual_seed(9))
+        fast = gather_and_grads(
+            lambda *t: gather_module.deformable_bev_gather_triton(
+                *t, vector_atomics=vector_atomics), (bev, locations, weights), grad_out.to(DEVICE))
+        ref = gather_and_grads(deformable_bev_gather_reference,
+                               [t.double() for t in (bev, locations, weights)],
+                               grad_out.double().to(DEVICE))
+        torch.testing.assert_close(fast[1].double(), ref[1], rtol=0, atol=1e-5)
+
+
+def test_gather_rejects_maps_too_wide_for_exact_pixels_and_dispatch_falls_back():
+    bev = torch.zeros(1, 2, 2, gather_module.MAX_EXACT_SIZE)
+    loc = torch.zeros(1, 3, 1, 1, 2)
+    w = torch.ones(1, 3, 1, 1)
+    assert not gather_module.gather_supported(bev)
+    with pytest.raises(ValueError, match='falls back to the reference'):
+        gather_module.deformable_bev_gather_triton(bev, loc, w)
+    assert gather_module.gather_supported(bev[..., :100])
 
 
 def test_gather_rejects_fp64():
@@ -143,8 +201,7 @@ def test_voxelize_known_cell_and_empty_input():
     point_cloud_range, voxel = (-2.0, -1.0, -1.0, 2.0, 1.0, 1.0), (0.5, 0.5, 1.0)
     points = torch.tensor([[1.3, -0.2, 0.4, 7.0]], device=DEVICE)
     one = torch.ones(1, dtype=torch.long, device=DEVICE)
-    bev = voxelize_module.bev_voxelize_triton(points, one, 2 * one, 2, 3, point_cloud_range,
-                                              voxel)
+    bev = voxelize_module.bev_voxelize_triton(points, one, 2 * one, 2, 3, point_cloud_range, voxel)
     assert bev[1, 5, 1, 6] == 1 and bev.sum() == 1
     empty = voxelize_module.bev_voxelize_triton(points[:0], one[:0], one[:0], 1, 1,
                                                 point_cloud_range, voxel)
@@ -181,8 +238,8 @@ def test_render_matches_reference(steps_per_chunk, min_transmittance, max_depth)
     assert (ref[:4] == (max_depth or 0.0)).all()  # the misses
     assert ref[4:].min() > 0 and ref.std() > 0.5
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-4)
-    torch.testing.assert_close(render_expected_depth(origins, directions, density, **kwargs),
-                               ref, rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        render_expected_depth(origins, directions, density, **kwargs), ref, rtol=0, atol=1e-4)
 
 
 def test_render_wall_in_front_gives_its_distance():

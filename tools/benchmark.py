@@ -1,31 +1,53 @@
 """GASP performance benchmarks on one GPU.
 
     python tools/benchmark.py op [--batch-size 8 --queries 65536 --rays 100000]
+    python tools/benchmark.py step [--config configs/gasp_av2.py --step-batch-sizes 1 2 4 8]
+    python tools/benchmark.py data [--config configs/gasp_av2.py --workers 4 15]
 
 ``op`` mode: each ``gasp_ops`` fast path against its PyTorch reference and the peer a user
 would pick (mmcv's ``MultiScaleDeformableAttention`` CUDA kernel for the gather, mmcv's CUDA
 dynamic voxelization for the scatter; the reference is the vectorized PyTorch ray marcher):
 time, achieved bandwidth against the measured copy bandwidth, and the error against the fp64
-reference. The measured ceilings (copy bandwidth, bf16 / fp32 matmul) are part of the result.
+reference. The measured ceilings (copy bandwidth, bf16 / fp32 matmul, pinned host-to-device
+copy) are part of every mode's result.
 
-Prints a table at the end and writes ``<out-dir>/benchmark_<mode>.json`` and a PNG of the
-speed-ups through :mod:`gasp.fileio`.
+``step`` mode: one training step of the config (bf16 autocast, as ``tools/train.py --amp``) on
+batches built in memory at AV2 counts (``--points-per-sweep`` points per past sweep, the
+pipeline's rays, missing rays and feature targets per future sweep): samples/s, peak memory,
+the share of the step GPU kernels run, the split between host-to-device copy, preprocessing,
+encoder, decoder, losses, backward and optimizer (CUDA events), and the step's floor from the
+config (FLOPs and bytes of every conv / linear layer and gather, see :func:`step_floor`).
+
+``data`` mode: one dataloader worker's time per transform (the config's pipeline in this
+process), then the real mmengine dataloader with N workers feeding training steps: time
+waiting for data and the share of the wall time GPU kernels run, against the same steps on a
+batch already in memory. Needs the config's data on disk (``--data-root``, ``--ann-file``).
+
+Prints a table at the end and writes ``<out-dir>/benchmark_<mode>.json`` (and, in op mode, a
+PNG of the speed-ups) through :mod:`gasp.fileio`.
 """
 import argparse
+import contextlib
+import copy
 import io
 import math
+import os
+import resource
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
+from torch import nn
 
 from gasp.fileio import atomic_write_bytes, dump_json_atomic
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='GASP GPU benchmarks')
-    parser.add_argument('mode', choices=('op', ))
+    parser.add_argument('mode', choices=('op', 'step', 'data'))
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--reps', type=int, default=20, help='timed repetitions per op')
@@ -38,6 +60,42 @@ def parse_args():
     parser.add_argument('--bev-size', type=int, default=175)
     parser.add_argument('--points-per-sweep', type=int, default=100_000)
     parser.add_argument('--rays', type=int, default=100_000)
+    parser.add_argument(
+        '--ops',
+        nargs='+',
+        choices=('gather', 'voxelize', 'render'),
+        default=['gather', 'voxelize', 'render'],
+        help='op mode: which ops to measure')
+    # step and data modes
+    parser.add_argument('--config', default='configs/gasp_av2.py')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    parser.add_argument('--step-batch-sizes', type=int, nargs='+', default=[1, 2, 4, 8])
+    parser.add_argument('--step-reps', type=int, default=5, help='timed training steps')
+    parser.add_argument('--no-amp', action='store_true', help='fp32 instead of bf16 autocast')
+    parser.add_argument('--data-root', help='data mode: override the dataset data_root')
+    parser.add_argument('--ann-file', help='data mode: override the dataset ann_file')
+    parser.add_argument(
+        '--drop', nargs='*', default=[], help='data mode: transform types to leave out')
+    parser.add_argument(
+        '--num-samples', type=int, default=10, help='data mode: samples of the one-worker run')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        nargs='+',
+        help='data mode: dataloader workers to try (default: the config\'s and CPUs - 1)')
+    parser.add_argument(
+        '--data-steps', type=int, default=40, help='data mode: measured steps per run')
+    parser.add_argument(
+        '--data-warmup',
+        type=int,
+        default=10,
+        help='data mode: steps before measuring (workers start, queues fill)')
+    parser.add_argument(
+        '--data-batch-sizes',
+        type=int,
+        nargs='+',
+        help='data mode: batch sizes (default: the config\'s)')
     return parser.parse_args()
 
 
@@ -69,10 +127,14 @@ def measure_ceilings(reps: int) -> dict:
     bf16_ms = cuda_time_ms(lambda: a @ b, reps)
     a, b = a.float(), b.float()
     fp32_ms = cuda_time_ms(lambda: a @ b, max(3, reps // 4))
+    host = torch.empty(2**26, dtype=torch.float32).pin_memory()  # 256 MiB
+    device = torch.empty_like(host, device='cuda')
+    h2d_ms = cuda_time_ms(lambda: device.copy_(host, non_blocking=True), max(3, reps // 4))
     return dict(
         copy_gb_s=2 * 2**29 * 4 / copy_ms / 1e6,
         bf16_matmul_tflop_s=2 * n**3 / bf16_ms / 1e9,
-        fp32_matmul_tflop_s=2 * n**3 / fp32_ms / 1e9)
+        fp32_matmul_tflop_s=2 * n**3 / fp32_ms / 1e9,
+        h2d_pinned_gb_s=2**26 * 4 / h2d_ms / 1e6)
 
 
 def _copy_ms(reps: int) -> float:
@@ -122,8 +184,12 @@ def bench_gather(args, ceilings, rows):
                                                       level_start, ((loc + 1) * 0.5).unsqueeze(3),
                                                       w.unsqueeze(3), b)
 
+    def triton_scalar_atomics(bev, loc, w):
+        return deformable_bev_gather_triton(bev, loc, w, vector_atomics=False)
+
     impls = dict(
         triton=deformable_bev_gather_triton,
+        triton_scalar_atomics=triton_scalar_atomics,
         reference=deformable_bev_gather_reference,
         mmcv_msda=mmcv_gather)
     for dtype in (torch.float32, torch.bfloat16):
@@ -334,7 +400,8 @@ def op_figure(rows, path):
 def run_op(args):
     ceilings = measure_ceilings(args.reps)
     rows = []
-    for bench in (bench_gather, bench_voxelize, bench_render):
+    benches = dict(gather=bench_gather, voxelize=bench_voxelize, render=bench_render)
+    for bench in [benches[name] for name in args.ops]:
         start = time.perf_counter()
         bench(args, ceilings, rows)
         print(f'{bench.__name__}: {time.perf_counter() - start:.1f} s', flush=True)
@@ -369,6 +436,582 @@ def _fmt(value, spec='.3f'):
     return '-' if value is None else format(value, spec)
 
 
+# ---------------------------------------------------------------------------------- step mode
+
+
+def load_config(path: str, cfg_options=None):
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _pipeline_arg(cfg, transform: str, key: str, default):
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if step['type'] == transform:
+            return step.get(key, default)
+    return None
+
+
+def sample_counts(cfg, points_per_sweep: int) -> dict:
+    """What one packed training sample of ``cfg`` holds at AV2 density: past points, future
+    rays, missing rays and feature targets (per-sweep caps of the pipeline, 10 Hz lidar with
+    every 2nd sweep over the decoder's horizon)."""
+    pre = cfg.model.data_preprocessor
+    horizon_s = cfg.model.decoder.time_range[1]
+    future_sweeps = int(round(horizon_s / 0.2))
+    return dict(
+        past_sweeps=pre.num_past_sweeps,
+        past_interval_s=pre.past_interval_s,
+        points_per_sweep=points_per_sweep,
+        future_sweeps=future_sweeps,
+        rays_per_sweep=_pipeline_arg(cfg, 'LoadFutureRays', 'max_rays_per_sweep', 8192) or 0,
+        missing_rays_per_sweep=_pipeline_arg(cfg, 'LoadMissingRays', 'max_rays_per_sweep', 4096)
+        or 0,
+        feature_points_per_sweep=_pipeline_arg(cfg, 'LoadFeatureTargets', 'max_points_per_sweep',
+                                               4096) or 0,
+        feature_dim=cfg.model.decoder.heads.get('feature', 0),
+        horizon_s=horizon_s)
+
+
+def synthetic_batch(counts: dict, batch_size: int, generator: torch.Generator) -> dict:
+    """A batch as ``PackGASPInputs`` + ``pseudo_collate`` give it, built in memory (CPU) at
+    ``counts``: lidar-like past sweeps (ring pattern, ranges 2-80 m, a ground plane), future
+    rays from a lidar moving at 10 m/s, missing rays, an ego path and feature targets."""
+    from mmengine.structures import BaseDataElement
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator)
+
+    def lidar_directions(n):
+        azimuth = rand(n) * 2 * math.pi
+        elevation = (rand(n) * 40 - 25) * math.pi / 180
+        return torch.stack(
+            [elevation.cos() * azimuth.cos(),
+             elevation.cos() * azimuth.sin(),
+             elevation.sin()],
+            dim=1)
+
+    def ranges(directions):
+        ground = (1.8 / (-directions[:, 2]).clamp(min=1e-3)).clamp(max=80.0)  # lidar at 1.8 m
+        return torch.minimum(ground, 2.0 + 78.0 * rand(len(directions))**2)
+
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        sweeps = []
+        for s in range(counts['past_sweeps']):
+            t_rel = -counts['past_interval_s'] * (counts['past_sweeps'] - 1 - s)
+            n = counts['points_per_sweep']
+            d = lidar_directions(n)
+            xyz = torch.tensor([1.3 + 10.0 * t_rel, 0.0, 1.8]) + d * ranges(d)[:, None]
+            sweeps.append(torch.cat([xyz, rand(n, 1), torch.full((n, 1), t_rel)], dim=1))
+        inputs.append(torch.cat(sweeps).float())
+        times = torch.arange(1, counts['future_sweeps'] + 1).float() * 0.2
+
+        def per_sweep(n):
+            t = times.repeat_interleave(n)
+            origins = torch.stack(
+                [1.3 + 10.0 * t, torch.zeros_like(t),
+                 torch.full_like(t, 1.8)], dim=1)
+            return origins, lidar_directions(len(t)), t
+
+        origins, directions, t = per_sweep(counts['rays_per_sweep'])
+        sample = BaseDataElement()
+        sample.rays = BaseDataElement(
+            origins=origins, directions=directions, depths=ranges(directions), times_s=t)
+        if counts['missing_rays_per_sweep']:
+            origins, directions, t = per_sweep(counts['missing_rays_per_sweep'])
+            sample.missing_rays = BaseDataElement(origins=origins, directions=directions, times_s=t)
+        path_t = torch.arange(0, int(counts['horizon_s'] * 10) + 1).float() * 0.1
+        sample.ego_path = BaseDataElement(
+            times_s=path_t,
+            xy=torch.stack([10.0 * path_t, torch.zeros_like(path_t)], dim=1),
+            yaw=torch.zeros_like(path_t))
+        sample.ego_footprint = torch.tensor([-1.0, -0.95, 3.87, 0.95])
+        if counts['feature_points_per_sweep'] and counts['feature_dim']:
+            origins, directions, t = per_sweep(counts['feature_points_per_sweep'])
+            sample.feature_targets = BaseDataElement(
+                points=origins + directions * ranges(directions)[:, None],
+                times_s=t,
+                features=torch.randn(len(t), counts['feature_dim'], generator=generator).half())
+        samples.append(sample)
+    return dict(inputs=dict(points=inputs), data_samples=samples)
+
+
+def build_training(cfg, device: str, amp: bool):
+    """The config's model and optimizer wrapper (bf16 autocast as ``tools/train.py --amp``)."""
+    from mmdet3d.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+    model = MODELS.build(cfg.model).to(device)
+    model.init_weights()
+    model.train()
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if amp:
+        optim_cfg.type = 'AmpOptimWrapper'
+        optim_cfg.setdefault('dtype', 'bfloat16')
+    return model, build_optim_wrapper(model, optim_cfg)
+
+
+class PhaseTimer:
+    """GPU time per named phase (CUDA events; no host synchronisation inside a step)."""
+
+    def __init__(self):
+        self.spans = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        yield
+        end.record()
+        self.spans.append((name, start, end))
+
+    def totals_ms(self) -> dict:
+        torch.cuda.synchronize()
+        totals = {}
+        for name, start, end in self.spans:
+            totals[name] = totals.get(name, 0.0) + start.elapsed_time(end)
+        return totals
+
+
+def instrumented_step(model, optim_wrapper, data, timer):
+    """One training step split into phases; the same work as ``model.train_step`` (data
+    preprocessor, ``GASP.loss``, ``parse_losses``, ``update_params``)."""
+    with timer('h2d'):
+        data = model.data_preprocessor.cast_data(data)
+    with timer('preprocess'):
+        data = model.data_preprocessor(data, training=True)
+    inputs = data['inputs']
+    with optim_wrapper.optim_context(model):
+        with timer('encoder'):
+            bev = model.extract_bev(inputs)
+        with timer('decoder'):
+            preds = {
+                head: model.query(bev, inputs['targets'][head]['queries'], head)
+                for head in model.losses
+            }
+        with timer('losses'):
+            losses = {
+                f'loss_{head}': loss_fn(preds[head].float(), inputs['targets'][head]['labels'])
+                for head, loss_fn in model.losses.items()
+            }
+            loss, _ = model.parse_losses(losses)
+    with timer('backward'):
+        optim_wrapper.backward(loss)
+    with timer('optimizer'):
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+
+def step_ms(model, optim_wrapper, data, reps: int) -> float:
+    """Wall time of ``model.train_step`` per step (CUDA events around ``reps`` steps, so host
+    stalls inside a step count)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        model.train_step(data, optim_wrapper)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def kernel_busy(fn, steps: int):
+    """(share of the wall time of ``steps`` calls of ``fn`` during which GPU kernels ran, that
+    wall time in seconds): torch.profiler / CUPTI kernel records, one stream, so their
+    durations add up; the profiler's own start and stop are outside the wall time."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+        wall_us = (time.perf_counter() - start) * 1e6
+    kernel_us = sum(e.self_device_time_total for e in prof.key_averages())
+    return float(kernel_us / wall_us), wall_us / 1e6
+
+
+# The floor of a step: every conv / linear layer at the better of its matmul or HBM roofline,
+# the gathers and the voxel grid at HBM bandwidth, AdamW over the parameters; elementwise
+# layers (norm, activation, residual adds) are taken as fused into their producers.
+
+_ENCODER_PREFIXES = ('voxel_encoder', 'middle_encoder', 'backbone', 'neck')
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def count_step_work(model, inputs: dict, autocast_dtype=None) -> list:
+    """FLOPs and minimal HBM bytes of each conv / linear layer and each deformable gather of
+    one training step (forward and backward), from one forward pass with hooks.
+
+    Args:
+        model: a GASP model (train mode).
+        inputs: the data preprocessor's ``inputs`` (with ``targets``), on the model's device.
+        autocast_dtype: run the forward under autocast to this dtype (bf16 on the GPU), so that
+            the layers' tensors have the element sizes of training.
+
+    Returns:
+        One dict per call: ``phase`` ('encoder' or 'decoder'), ``kind``, ``name``,
+        ``fwd_flops``, ``bwd_flops``, ``fwd_bytes``, ``bwd_bytes``. Backward FLOPs are twice the
+        forward's (input and weight gradients), once where the input needs no gradient; its
+        bytes read the output gradient and the input and write the input and weight gradients.
+    """
+    from gasp.models.decoders import implicit_occupancy_decoder as decoder_module
+    records = []
+
+    def layer_hook(name, module):
+        phase = 'encoder' if name.startswith(_ENCODER_PREFIXES) else 'decoder'
+
+        def hook(mod, args, out):
+            x = args[0]
+            if isinstance(mod, nn.Linear):
+                flops = 2 * out.numel() * mod.in_features
+            else:
+                kernel = mod.kernel_size[0] * mod.kernel_size[1]
+                flops = 2 * out.numel() * (mod.in_channels // mod.groups) * kernel
+            weight = mod.weight.numel() * out.element_size()
+            grad_in = _nbytes(x) if x.requires_grad else 0
+            records.append(
+                dict(
+                    phase=phase,
+                    kind=type(mod).__name__,
+                    name=name,
+                    fwd_flops=flops,
+                    bwd_flops=flops * (2 if x.requires_grad else 1),
+                    fwd_bytes=_nbytes(x) + _nbytes(out) + weight,
+                    bwd_bytes=_nbytes(out) + _nbytes(x) + grad_in + weight))
+
+        return module.register_forward_hook(hook)
+
+    real_gather = decoder_module.deformable_bev_gather
+
+    def counted_gather(bev, loc, weights):
+        out = real_gather(bev, loc, weights)
+        small = _nbytes(loc) + _nbytes(weights)
+        records.append(
+            dict(
+                phase='decoder',
+                kind='deformable_bev_gather',
+                name=f'gather {loc.shape[2]}x{loc.shape[3]} points',
+                fwd_flops=2 * out.numel() * loc.shape[3] * 4,
+                bwd_flops=6 * out.numel() * loc.shape[3] * 4,
+                # Forward: map, locations, weights, output. Backward: output gradient, map,
+                # locations, weights, location and weight gradients, the fp32 map gradient
+                # (written once) and its cast to the map's dtype.
+                fwd_bytes=_nbytes(bev) + small + _nbytes(out),
+                bwd_bytes=_nbytes(out) + _nbytes(bev) + 2 * small + bev.numel() * 4 + bev.numel() *
+                (4 + bev.element_size())))
+        return out
+
+    hooks = [
+        layer_hook(name, module) for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+    decoder_module.deformable_bev_gather = counted_gather
+    device_type = 'cuda' if inputs['points'][0].is_cuda else 'cpu'
+    try:
+        with torch.autocast(
+                device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype
+                is not None):
+            bev = model.extract_bev(inputs)
+            for head in model.losses:
+                model.query(bev, inputs['targets'][head]['queries'], head)
+    finally:
+        decoder_module.deformable_bev_gather = real_gather
+        for hook in hooks:
+            hook.remove()
+    return records
+
+
+def batch_bytes(value) -> int:
+    """Bytes of every tensor in a (nested) batch: what the step copies to the GPU."""
+    from mmengine.structures import BaseDataElement
+    if isinstance(value, torch.Tensor):
+        return _nbytes(value)
+    if isinstance(value, BaseDataElement):
+        return sum(batch_bytes(v) for v in value.values())
+    if isinstance(value, dict):
+        return sum(batch_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(batch_bytes(v) for v in value)
+    return 0
+
+
+def step_floor(records: list, inputs: dict, model, ceilings: dict, h2d_bytes: int = 0) -> dict:
+    """Floor (ms) of each phase of a step against the measured ceilings.
+
+    Each conv / linear / gather call costs ``max(FLOPs / matmul rate, bytes / copy bandwidth)``
+    (forward in its phase, backward in ``backward``); ``h2d`` copies the batch at the pinned
+    host-to-device bandwidth; ``preprocess`` writes the voxel grid and reads the points;
+    ``losses`` read predictions and labels; ``optimizer`` is AdamW plus the gradient-norm clip
+    over fp32 parameters (8 passes of 4 bytes per parameter).
+
+    Returns:
+        ``phases``: phase -> dict(flops, bytes, ms); ``total_ms``; ``total_flops``,
+        ``total_bytes``.
+    """
+    flop_rate = ceilings['bf16_matmul_tflop_s'] * 1e9  # FLOP per ms
+    byte_rate = ceilings['copy_gb_s'] * 1e6  # bytes per ms
+    phases = {}
+
+    def add(phase, flops, nbytes):
+        entry = phases.setdefault(phase, dict(flops=0, bytes=0, ms=0.0))
+        entry['flops'] += flops
+        entry['bytes'] += nbytes
+        entry['ms'] += max(flops / flop_rate, nbytes / byte_rate)
+
+    if h2d_bytes:
+        phases['h2d'] = dict(
+            flops=0, bytes=h2d_bytes, ms=h2d_bytes / (ceilings['h2d_pinned_gb_s'] * 1e6))
+    for rec in records:
+        add(rec['phase'], rec['fwd_flops'], rec['fwd_bytes'])
+        add('backward', rec['bwd_flops'], rec['bwd_bytes'])
+    grid = inputs.get('bev')
+    add('preprocess', 0,
+        (_nbytes(grid) if grid is not None else 0) + sum(_nbytes(p) for p in inputs['points']))
+    add(
+        'losses', 0,
+        sum(
+            _nbytes(t['labels']) + t['queries'].shape[0] * t['queries'].shape[1] *
+            (t['labels'].shape[2] if t['labels'].dim() == 3 else 1) * 4
+            for t in inputs['targets'].values()))
+    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    add('optimizer', 0, 8 * 4 * num_params)
+    return dict(
+        phases=phases,
+        total_ms=sum(v['ms'] for v in phases.values()),
+        total_flops=sum(v['flops'] for v in phases.values()),
+        total_bytes=sum(v['bytes'] for v in phases.values()))
+
+
+STEP_PHASES = ('h2d', 'preprocess', 'encoder', 'decoder', 'losses', 'backward', 'optimizer')
+
+
+def run_step(args):
+    """Training step of ``args.config`` at AV2 density for each batch size."""
+    cfg = load_config(args.config, args.cfg_options)
+    counts = sample_counts(cfg, args.points_per_sweep)
+    ceilings = measure_ceilings(args.reps)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for batch_size in args.step_batch_sizes:
+        torch.cuda.empty_cache()
+        model, optim_wrapper = build_training(cfg, 'cuda', amp=not args.no_amp)
+        data = synthetic_batch(counts, batch_size, generator)
+        row = dict(batch_size=batch_size)
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            for _ in range(2):  # compiles the Triton kernels, warms the allocator
+                model.train_step(data, optim_wrapper)
+            ms = step_ms(model, optim_wrapper, data, args.step_reps)
+            row.update(
+                step_ms=ms,
+                samples_per_s=1e3 * batch_size / ms,
+                peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
+                kernel_busy_fraction=kernel_busy(lambda: model.train_step(data, optim_wrapper),
+                                                 2)[0])
+            timer = PhaseTimer()
+            for _ in range(args.step_reps):
+                instrumented_step(model, optim_wrapper, data, timer)
+            row['phases_ms'] = {k: v / args.step_reps for k, v in timer.totals_ms().items()}
+            prepared = model.data_preprocessor(
+                model.data_preprocessor.cast_data(data), training=True)['inputs']
+            records = count_step_work(model, prepared, None if args.no_amp else torch.bfloat16)
+            floor = step_floor(records, prepared, model, ceilings, batch_bytes(data))
+            row.update(
+                floor_ms=floor['total_ms'],
+                floor_phases=floor['phases'],
+                floor_flops=floor['total_flops'],
+                floor_bytes=floor['total_bytes'],
+                achieved_over_floor=ms / floor['total_ms'])
+        except torch.cuda.OutOfMemoryError as error:
+            row.update(note=f'out of memory: {str(error).splitlines()[0][:80]}')
+        rows.append(row)
+        print(f'step batch {batch_size}: {row.get("step_ms", float("nan")):.1f} ms', flush=True)
+        model = optim_wrapper = data = None  # free the GPU memory before the next size
+    table = [
+        ('batch', 'step ms', 'samples/s', 'peak GiB', 'kernel busy', 'floor ms', 'achieved/floor') +
+        tuple(f'{p} ms (floor)' for p in STEP_PHASES)
+    ]
+    for row in rows:
+        if 'step_ms' not in row:
+            table.append((row['batch_size'], row['note']) + ('-', ) * (len(table[0]) - 2))
+            continue
+        phases = tuple(f'{row["phases_ms"].get(p, 0.0):.1f} '
+                       f'({row["floor_phases"].get(p, {}).get("ms", 0.0):.1f})'
+                       for p in STEP_PHASES)
+        table.append((row['batch_size'], f'{row["step_ms"]:.1f}', f'{row["samples_per_s"]:.1f}',
+                      f'{row["peak_memory_gib"]:.1f}', f'{100 * row["kernel_busy_fraction"]:.0f}%',
+                      f'{row["floor_ms"]:.1f}', f'{row["achieved_over_floor"]:.1f}x') + phases)
+    return dict(
+        ceilings=ceilings,
+        sample_counts=counts,
+        inputs_note=('batches built in memory at AV2 counts (synthetic lidar-like sweeps, rays, '
+                     'missing rays, ego path and feature targets), not read from disk'),
+        rows=rows), table
+
+
+# ---------------------------------------------------------------------------------- data mode
+
+
+def dataset_config(cfg, args):
+    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    if args.data_root:
+        dataset_cfg.data_root = args.data_root
+    if args.ann_file:
+        dataset_cfg.ann_file = args.ann_file
+    if args.drop:
+        dataset_cfg.pipeline = [t for t in dataset_cfg.pipeline if t['type'] not in args.drop]
+    return dataset_cfg
+
+
+def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
+    """What one dataloader worker does per sample: the config's pipeline run in this process
+    after one warm-up sample; time per transform, time reading sweep files, peak memory."""
+    from mmdet3d.registry import DATASETS, TRANSFORMS
+
+    from gasp.datasets import av2_io
+    pipeline_cfg = dataset_cfg.pipeline
+    dataset_cfg = copy.deepcopy(dataset_cfg)
+    dataset_cfg.pipeline = []
+    dataset = DATASETS.build(dataset_cfg)
+    transforms = [(t['type'], TRANSFORMS.build(t)) for t in pipeline_cfg]
+
+    reading = dict(seconds=0.0, files=0, points=0)
+    original = av2_io.read_sweep
+
+    def timed_read_sweep(path, log_id):
+        start = time.perf_counter()
+        out = original(path, log_id)
+        reading['seconds'] += time.perf_counter() - start
+        reading['files'] += 1
+        reading['points'] += len(out['xyz_ego'])
+        return out
+
+    per_transform = defaultdict(float)
+    totals = []
+    count = min(num_samples, len(dataset) - 1)
+    order = np.random.default_rng(0).permutation(len(dataset))[:count + 1]
+    av2_io.read_sweep = timed_read_sweep  # every AV2 sweep read goes through it
+    try:
+        for i, index in enumerate(order):
+            if i == 1:  # the first sample warms caches and imports
+                per_transform.clear()
+                reading.update(seconds=0.0, files=0, points=0)
+            start = time.perf_counter()
+            results = dataset.get_data_info(int(index))
+            for name, transform in transforms:
+                t0 = time.perf_counter()
+                results = transform(results)
+                per_transform[name] += time.perf_counter() - t0
+            if i >= 1:
+                totals.append(time.perf_counter() - start)
+    finally:
+        av2_io.read_sweep = original
+    total = float(np.sum(totals))
+    return dict(
+        samples=count,
+        dataset_size=len(dataset),
+        samples_per_s=count / total,
+        seconds_per_sample=total / count,
+        read_seconds_per_sample=reading['seconds'] / count,
+        sweep_files_per_sample=reading['files'] / count,
+        points_per_sweep=reading['points'] / max(reading['files'], 1),
+        transform_seconds_per_sample={
+            k: v / count
+            for k, v in per_transform.items()
+        },
+        peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int,
+                 warmup: int) -> dict:
+    """Train ``steps`` steps from the config's real mmengine dataloader with ``num_workers``
+    workers; how long the loop waited for data and the share of the wall time GPU kernels ran,
+    against the same steps on a batch already in memory."""
+    from mmengine.runner import Runner
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.dataset = dataset_cfg
+    loader_cfg.batch_size = batch_size
+    loader_cfg.num_workers = num_workers
+    loader_cfg.persistent_workers = num_workers > 0
+    loader_cfg.pin_memory = True
+    loader = Runner.build_dataloader(loader_cfg, seed=0)
+    model, optim_wrapper = build_training(cfg, 'cuda', amp=True)
+    batches = _endless(loader)
+    start = time.perf_counter()
+    first = next(batches)
+    first_batch_s = time.perf_counter() - start
+    for _ in range(warmup):
+        model.train_step(next(batches), optim_wrapper)
+    torch.cuda.synchronize()
+
+    waits = []
+
+    def fed_step():
+        t0 = time.perf_counter()
+        data = next(batches)
+        waits.append(time.perf_counter() - t0)
+        model.train_step(data, optim_wrapper)
+
+    fed_busy, fed_wall_s = kernel_busy(fed_step, steps)
+    in_memory_busy, _ = kernel_busy(lambda: model.train_step(first, optim_wrapper), steps)
+    in_memory_ms = step_ms(model, optim_wrapper, first, steps)
+    return dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        steps=steps,
+        first_batch_s=first_batch_s,
+        fed_step_ms=1e3 * fed_wall_s / steps,
+        fed_samples_per_s=steps * batch_size / fed_wall_s,
+        data_wait_ms_per_step=1e3 * float(np.mean(waits)),
+        gpu_busy_fraction=fed_busy,
+        in_memory_step_ms=in_memory_ms,
+        in_memory_gpu_busy_fraction=in_memory_busy,
+        busy_vs_in_memory=fed_busy / in_memory_busy)
+
+
+def run_data(args):
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet3d')
+    cfg = load_config(args.config, args.cfg_options)
+    dataset_cfg = dataset_config(cfg, args)
+    breakdown = worker_breakdown(dataset_cfg, args.num_samples)
+    print(f'one worker: {breakdown["samples_per_s"]:.2f} samples/s', flush=True)
+    cpus = len(os.sched_getaffinity(0))
+    workers = args.workers or sorted({cfg.train_dataloader.num_workers, max(1, cpus - 1)})
+    batch_sizes = args.data_batch_sizes or [cfg.train_dataloader.batch_size]
+    runs = []
+    for batch_size in batch_sizes:
+        for num_workers in workers:
+            runs.append(fed_training(cfg, dataset_cfg, batch_size, num_workers, args.step_reps, 2))
+            print(
+                f'data batch {batch_size} workers {num_workers}: '
+                f'GPU busy {100 * runs[-1]["gpu_busy_fraction"]:.0f}%',
+                flush=True)
+    table = [('batch', 'workers', 'fed step ms', 'samples/s', 'data wait ms/step', 'GPU busy',
+              'in-memory step ms', 'in-memory GPU busy')]
+    for run in runs:
+        table.append((run['batch_size'], run['num_workers'], f'{run["fed_step_ms"]:.1f}',
+                      f'{run["fed_samples_per_s"]:.1f}', f'{run["data_wait_ms_per_step"]:.1f}',
+                      f'{100 * run["gpu_busy_fraction"]:.0f}%', f'{run["in_memory_step_ms"]:.1f}',
+                      f'{100 * run["in_memory_gpu_busy_fraction"]:.0f}%'))
+    table.append(('one worker', '', f'{1e3 * breakdown["seconds_per_sample"]:.0f} ms/sample',
+                  f'{breakdown["samples_per_s"]:.2f}',
+                  f'reading {1e3 * breakdown["read_seconds_per_sample"]:.0f} ms', '', '', ''))
+    for name, seconds in breakdown['transform_seconds_per_sample'].items():
+        table.append(('', name, f'{1e3 * seconds:.1f} ms', '', '', '', '', ''))
+    return dict(cpus=cpus, worker_breakdown=breakdown, fed=runs), table
+
+
 def print_table(table):
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
     for i, row in enumerate(table):
@@ -383,7 +1026,7 @@ def main():
         raise SystemExit('tools/benchmark.py measures GPU paths: run it on a machine with CUDA')
     import gasp  # noqa: F401  (registers modules, applies compat fixes)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    result, table = run_op(args)
+    result, table = dict(op=run_op, step=run_step, data=run_data)[args.mode](args)
     result.update(
         mode=args.mode,
         device=torch.cuda.get_device_name(),
