@@ -7,7 +7,6 @@ targets -> GASP pre-training on CPU -> evaluation before/after -> PNG pictures o
 Every step reuses what an earlier run built (the world, the info files).
 """
 import argparse
-import json
 import os.path as osp
 import time
 from pathlib import Path
@@ -42,6 +41,8 @@ def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)  # imports gasp through custom_imports
     from gasp.datasets import SampleTiming, create_av2_infos
+    from gasp.engine.runner_setup import add_reliability_hooks
+    from gasp.fileio import dump_json_atomic
     from gasp.synthetic import generate_world
     from gasp.targets import extract_dino_features, extract_missing_rays
     root = Path(args.data_root)
@@ -93,9 +94,13 @@ def main():
     if args.max_iters:
         cfg.train_cfg.max_iters = args.max_iters
         cfg.default_hooks.checkpoint.interval = args.max_iters
-        cfg.param_scheduler[-1].end = args.max_iters
+        # Warm-up stays within the first quarter of a short run; the cosine decay follows it.
+        warmup, decay = cfg.param_scheduler[0], cfg.param_scheduler[-1]
+        warmup.end = min(warmup.end, max(1, args.max_iters // 4))
+        decay.begin, decay.end = warmup.end, args.max_iters
     # Validation runs before training (ValidateAtStartHook) and at its last iteration.
     cfg.train_cfg.val_interval = cfg.train_cfg.max_iters
+    add_reliability_hooks(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     timings['train_s'] = time.time() - t
@@ -120,8 +125,7 @@ def main():
         timings_s=timings,
         pictures=pictures,
         iterations=runner.iter)
-    with open(osp.join(args.work_dir, 'demo_summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+    dump_json_atomic(summary, osp.join(args.work_dir, 'demo_summary.json'), indent=2)
     print('pictures:', *pictures, sep='\n  ')
     print(f'summary: {osp.join(args.work_dir, "demo_summary.json")}')
 

@@ -18,7 +18,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from train import use_cpu_processes  # tools/ is on sys.path when this script runs
+
+from gasp.engine.runner_setup import use_cpu_processes
 
 
 def parse_args():

@@ -12,6 +12,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from gasp.engine.runner_setup import add_reliability_hooks, use_cpu_processes
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a GASP model')
@@ -42,30 +44,6 @@ def parse_args():
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def use_cpu_processes(cfg):
-    """Distributed training without GPUs: gloo instead of NCCL, and DDP without
-    ``device_ids`` (which torch only accepts for GPU modules)."""
-    print('[train] no GPU visible: processes train on CPU with the gloo backend')
-    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    cfg.model_wrapper_cfg = dict(
-        type='MMDistributedDataParallel',
-        device_ids=None,
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-
-
-def add_reliability_hooks(cfg):
-    """Append each hook of ``cfg.reliability_hooks`` (see configs/_base_/default_runtime.py)
-    whose type the config's ``custom_hooks`` lacks: NaN guard, random states for exact
-    resume, skipped-sample count."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    have = {hook.get('type') for hook in hooks if isinstance(hook, dict)}
-    added = [hook for hook in cfg.get('reliability_hooks', []) if hook['type'] not in have]
-    if added:
-        print('[train] reliability hooks added: ' + ', '.join(h['type'] for h in added))
-    cfg.custom_hooks = hooks + added
 
 
 def main():
