@@ -19,17 +19,11 @@ repeat that set-up on every thread that holds channels of the query.
 
 The backward recomputes the corners: per point, ``grad_w = <g, sample>``, the location gradient
 from the bilinear weights' derivatives, and the map gradient scattered with fp32 atomics into a
-channels-last buffer (cast to the map's dtype at the end). Where the GPU assembles sm_90's
-four-channel vector reduction (found by :func:`vector_atomics_variant`) each atomic adds four
-consecutive channels, a quarter of the atomic instructions; otherwise one fp32 atomic per channel.
+channels-last buffer (cast to the map's dtype at the end), one fp32 atomic per channel.
 
 Locations are read in their own precision (fp32 normally) and never rounded to a low-precision
 map dtype; the output has the promoted dtype of map and locations, like the reference.
 """
-import functools
-import os
-import warnings
-
 import torch
 import triton
 import triton.language as tl
@@ -39,10 +33,6 @@ from .fast_path import FAST_DTYPES
 
 #: Map sides (cells) up to which the pixel coordinates are exact (12 significant bits).
 MAX_EXACT_SIZE = 4096
-
-# Spellings of the vector reduction in PTX ISA 8.1 (sm_90); the first that compiles and adds
-# correctly is used (see :func:`vector_atomics_variant`).
-_RED_V4 = ('red.global.add.v4.f32', 'red.global.v4.f32.add')
 
 
 @triton.jit
@@ -169,45 +159,11 @@ def _gather_fwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, out_ptr, num_queries,
 
 
 @triton.jit
-def _red_add_v4(ptr, v0, v1, v2, v3, mask, VARIANT: tl.constexpr):
-    """``ptr[0:4] += (v0, v1, v2, v3)`` where ``mask``: one vector reduction per element
-    (``VARIANT`` picks the PTX spelling, see :func:`vector_atomics_variant`)."""
-    args = [ptr, v0, v1, v2, v3, mask.to(tl.int32)]
-    if VARIANT == 1:
-        tl.inline_asm_elementwise(
-            '{ .reg .pred gasp_p; setp.ne.b32 gasp_p, $6, 0; '
-            '@gasp_p red.global.add.v4.f32 [$1], {$2, $3, $4, $5}; mov.b32 $0, 0; }',
-            '=r,l,f,f,f,f,r',
-            args,
-            dtype=tl.int32,
-            is_pure=False,
-            pack=1)
-    else:
-        tl.inline_asm_elementwise(
-            '{ .reg .pred gasp_p; setp.ne.b32 gasp_p, $6, 0; '
-            '@gasp_p red.global.v4.f32.add [$1], {$2, $3, $4, $5}; mov.b32 $0, 0; }',
-            '=r,l,f,f,f,f,r',
-            args,
-            dtype=tl.int32,
-            is_pure=False,
-            pack=1)
-
-
-@triton.jit
-def _scatter_corner(gptr4, coef, g0, g1, g2, g3, mask, VARIANT: tl.constexpr):
-    """Vector path: add ``coef * g`` to one corner's channels, four at a time; ``gptr4``
-    (BLOCK_Q, BLOCK_C / 4) points at channels 4j, component i of the gradient is ``gi``."""
-    c = coef[:, None]
-    _red_add_v4(gptr4, c * g0, c * g1, c * g2, c * g3, mask, VARIANT)
-
-
-@triton.jit
 def _gather_bwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, grad_out_ptr, grad_bev_ptr, grad_loc_ptr,
                        grad_w_ptr, num_queries, H, W, stride_b, stride_c, stride_h, stride_w,
                        gstride_b, gstride_h, gstride_w, NUM_HEADS: tl.constexpr,
                        NUM_POINTS: tl.constexpr, GROUP: tl.constexpr, BLOCK_Q: tl.constexpr,
-                       BLOCK_C: tl.constexpr, NEED_BEV_GRAD: tl.constexpr,
-                       VECTOR_ATOMICS: tl.constexpr):
+                       BLOCK_C: tl.constexpr, NEED_BEV_GRAD: tl.constexpr):
     pid_q = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // NUM_HEADS
@@ -223,16 +179,6 @@ def _gather_bwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, grad_out_ptr, grad_be
     g = tl.load(grad_out_ptr + row_offs + c[None, :], mask=qc_mask, other=0.0).to(tl.float32)
     base = bev_ptr + b.to(tl.int64) * stride_b + ((h * GROUP + c) * stride_c)[None, :]
     gbase = grad_bev_ptr + b.to(tl.int64) * gstride_b + (h * GROUP + c)[None, :]
-    if NEED_BEV_GRAD and VECTOR_ATOMICS > 0:
-        # Vector path: the gradient in groups of four channels (4j .. 4j + 3), contiguous in
-        # the channels-last accumulator; GROUP is a multiple of 4.
-        j4 = tl.arange(0, BLOCK_C // 4) * 4
-        cm = q_mask[:, None] & (j4 < GROUP)[None, :]
-        g0 = tl.load(grad_out_ptr + row_offs + j4[None, :], mask=cm, other=0.0).to(tl.float32)
-        g1 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 1, mask=cm, other=0.0).to(tl.float32)
-        g2 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 2, mask=cm, other=0.0).to(tl.float32)
-        g3 = tl.load(grad_out_ptr + row_offs + j4[None, :] + 3, mask=cm, other=0.0).to(tl.float32)
-        gbase4 = grad_bev_ptr + b.to(tl.int64) * gstride_b + (h * GROUP + j4)[None, :]
     for k in tl.static_range(NUM_POINTS):
         wk, fx, fy, x0, y0, x1, y1, in_x0, in_x1, in_y0, in_y1 = _bilinear_setup(
             cell_ptr, frac_ptr, w_ptr, qhk + k, q_mask, H, W)
@@ -277,69 +223,23 @@ def _gather_bwd_kernel(bev_ptr, cell_ptr, frac_ptr, w_ptr, grad_out_ptr, grad_be
             r1 = y1.to(tl.int64) * gstride_h
             c0 = x0.to(tl.int64) * gstride_w
             c1 = x1.to(tl.int64) * gstride_w
-            if VECTOR_ATOMICS > 0:
-                _scatter_corner(gbase4 + (r0 + c0)[:, None], wy0 * gx, g0, g1, g2, g3,
-                                v00[:, None] & cm, VECTOR_ATOMICS)
-                _scatter_corner(gbase4 + (r0 + c1)[:, None], wy0 * fx, g0, g1, g2, g3,
-                                v01[:, None] & cm, VECTOR_ATOMICS)
-                _scatter_corner(gbase4 + (r1 + c0)[:, None], wy1 * gx, g0, g1, g2, g3,
-                                v10[:, None] & cm, VECTOR_ATOMICS)
-                _scatter_corner(gbase4 + (r1 + c1)[:, None], wy1 * fx, g0, g1, g2, g3,
-                                v11[:, None] & cm, VECTOR_ATOMICS)
-            else:
-                # One atomic per channel; a warp's adds cover whole runs of channels.
-                tl.atomic_add(
-                    gbase + (r0 + c0)[:, None], (wy0 * gx)[:, None] * g,
-                    mask=v00[:, None] & c_mask[None, :],
-                    sem='relaxed')
-                tl.atomic_add(
-                    gbase + (r0 + c1)[:, None], (wy0 * fx)[:, None] * g,
-                    mask=v01[:, None] & c_mask[None, :],
-                    sem='relaxed')
-                tl.atomic_add(
-                    gbase + (r1 + c0)[:, None], (wy1 * gx)[:, None] * g,
-                    mask=v10[:, None] & c_mask[None, :],
-                    sem='relaxed')
-                tl.atomic_add(
-                    gbase + (r1 + c1)[:, None], (wy1 * fx)[:, None] * g,
-                    mask=v11[:, None] & c_mask[None, :],
-                    sem='relaxed')
-
-
-@triton.jit
-def _probe_red_v4_kernel(ptr, VARIANT: tl.constexpr):
-    offs = tl.arange(0, 16)
-    first = (offs % 4) == 0
-    base = ptr + offs // 4 * 4
-    one = tl.full((16, ), 1.0, tl.float32)
-    _red_add_v4(base, one, one * 2.0, one * 3.0, one * 4.0, first, VARIANT)
-
-
-@functools.lru_cache(maxsize=None)
-def vector_atomics_variant(device_index: int) -> int:
-    """Which spelling of the sm_90 vector reduction works on this device (1-based index into
-    ``_RED_V4``), 0 when none does (older GPUs, the Triton interpreter): the kernels then use
-    scalar atomics. Found once per device by compiling a probe and checking its sums."""
-    if os.environ.get('TRITON_INTERPRET') == '1' or torch.cuda.get_device_capability(
-            device_index) < (9, 0):
-        return 0
-    failures = []
-    for variant in range(1, len(_RED_V4) + 1):
-        buffer = torch.zeros(16, device=f'cuda:{device_index}')
-        try:
-            _probe_red_v4_kernel[(1, )](buffer, VARIANT=variant, num_warps=1)
-            torch.cuda.synchronize(device_index)
-        except Exception as error:  # this PTX spelling does not assemble here; try the next
-            failures.append(f'{_RED_V4[variant - 1]}: {type(error).__name__}: '
-                            f'{str(error).strip()[-300:]}')
-            continue
-        expected = torch.tensor([1.0, 2.0, 3.0, 4.0], device=buffer.device).repeat(4)
-        if torch.equal(buffer, expected):
-            return variant
-        failures.append(f'{_RED_V4[variant - 1]}: wrong sums {buffer.tolist()}')
-    warnings.warn('deformable_bev_gather_triton: no vector reduction on this GPU, the map '
-                  'gradient uses scalar atomics (' + ' | '.join(failures) + ')')
-    return 0
+            # One atomic per channel; a warp's adds cover whole runs of channels.
+            tl.atomic_add(
+                gbase + (r0 + c0)[:, None], (wy0 * gx)[:, None] * g,
+                mask=v00[:, None] & c_mask[None, :],
+                sem='relaxed')
+            tl.atomic_add(
+                gbase + (r0 + c1)[:, None], (wy0 * fx)[:, None] * g,
+                mask=v01[:, None] & c_mask[None, :],
+                sem='relaxed')
+            tl.atomic_add(
+                gbase + (r1 + c0)[:, None], (wy1 * gx)[:, None] * g,
+                mask=v10[:, None] & c_mask[None, :],
+                sem='relaxed')
+            tl.atomic_add(
+                gbase + (r1 + c1)[:, None], (wy1 * fx)[:, None] * g,
+                mask=v11[:, None] & c_mask[None, :],
+                sem='relaxed')
 
 
 def _launch_config(group: int):
@@ -352,7 +252,7 @@ def _launch_config(group: int):
 class _DeformableBEVGatherTriton(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, bev_feats, sampling_locations, attention_weights, vector_atomics):
+    def forward(ctx, bev_feats, sampling_locations, attention_weights):
         batch, channels, height, width = bev_feats.shape
         _, num_queries, num_heads, num_points, _ = sampling_locations.shape
         group = channels // num_heads
@@ -388,7 +288,6 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
                 enable_fp_fusion=False)
         ctx.save_for_backward(bev, loc, weights, cell, frac)
         ctx.bev_dtype = bev_feats.dtype
-        ctx.vector_atomics = vector_atomics
         return out
 
     @staticmethod
@@ -405,9 +304,6 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
         grad_bev = torch.zeros(
             bev.shape if need_bev else (1, 1, 1, 1), dtype=torch.float32,
             device=bev.device).contiguous(memory_format=torch.channels_last)
-        variant = 0
-        if need_bev and group % 4 == 0 and ctx.vector_atomics is not False and bev.is_cuda:
-            variant = vector_atomics_variant(bev.device.index or 0)
         block_q, block_c, num_warps = _launch_config(group)
         grid = (triton.cdiv(num_queries, block_q), batch * num_heads)
         if num_queries > 0:
@@ -433,7 +329,6 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
                 BLOCK_Q=block_q,
                 BLOCK_C=block_c,
                 NEED_BEV_GRAD=need_bev,
-                VECTOR_ATOMICS=variant,
                 num_warps=num_warps,
                 enable_fp_fusion=False)
         else:
@@ -441,7 +336,7 @@ class _DeformableBEVGatherTriton(torch.autograd.Function):
             grad_w.zero_()
         grad_bev = grad_bev.to(ctx.bev_dtype) if need_bev else None
         return (grad_bev, grad_loc if ctx.needs_input_grad[1] else None,
-                grad_w if ctx.needs_input_grad[2] else None, None)
+                grad_w if ctx.needs_input_grad[2] else None)
 
 
 def gather_supported(bev_feats: torch.Tensor) -> bool:
@@ -450,20 +345,13 @@ def gather_supported(bev_feats: torch.Tensor) -> bool:
     return bev_feats.dtype in FAST_DTYPES and max(bev_feats.shape[-2:]) < MAX_EXACT_SIZE
 
 
-def deformable_bev_gather_triton(bev_feats: torch.Tensor,
-                                 sampling_locations: torch.Tensor,
-                                 attention_weights: torch.Tensor,
-                                 *,
-                                 vector_atomics: bool = True) -> torch.Tensor:
+def deformable_bev_gather_triton(bev_feats: torch.Tensor, sampling_locations: torch.Tensor,
+                                 attention_weights: torch.Tensor) -> torch.Tensor:
     """Triton deformable BEV gather; same arguments and result as
     :func:`gasp_ops.deformable_bev_gather_reference` (fp32 / bf16 / fp16 inputs, map sides
     below :data:`MAX_EXACT_SIZE`).
 
     Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``.
-
-    Args:
-        vector_atomics: scatter the map gradient with four-channel vector reductions where the
-            GPU has them (sm_90+); False forces scalar atomics (to compare the two).
     """
     _check_shapes(bev_feats, sampling_locations, attention_weights)
     for name, tensor in (('bev_feats', bev_feats), ('sampling_locations', sampling_locations),
@@ -476,5 +364,4 @@ def deformable_bev_gather_triton(bev_feats: torch.Tensor,
                          f'cells; the kernel keeps pixel coordinates exact below {MAX_EXACT_SIZE} '
                          'cells a side (use deformable_bev_gather, which falls back to the '
                          'reference)')
-    return _DeformableBEVGatherTriton.apply(bev_feats, sampling_locations, attention_weights,
-                                            vector_atomics)
+    return _DeformableBEVGatherTriton.apply(bev_feats, sampling_locations, attention_weights)

@@ -184,12 +184,8 @@ def bench_gather(args, ceilings, rows):
                                                       level_start, ((loc + 1) * 0.5).unsqueeze(3),
                                                       w.unsqueeze(3), b)
 
-    def triton_scalar_atomics(bev, loc, w):
-        return deformable_bev_gather_triton(bev, loc, w, vector_atomics=False)
-
     impls = dict(
         triton=deformable_bev_gather_triton,
-        triton_scalar_atomics=triton_scalar_atomics,
         reference=deformable_bev_gather_reference,
         mmcv_msda=mmcv_gather)
     for dtype in (torch.float32, torch.bfloat16):
