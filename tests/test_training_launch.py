@@ -80,6 +80,10 @@ def test_two_gloo_processes_train_and_agree(train_cfg, tmp_path):
     assert report['world_size'] == 2 and report['iter'] == 3
     assert report['identical'] and report['max_abs_diff'] == 0.0
     assert sorted(_losses(log)) == [1, 2, 3]
+    # The checkpoint (saved by rank 0 alone) holds the random states of both ranks.
+    import torch
+    states = torch.load(tmp_path / 'iter_2.pth', weights_only=True)['random_states']
+    assert len(states) == 2 and all({'python', 'numpy', 'torch'} <= set(s) for s in states)
 
 
 def test_resume_continues_iterations_and_loss(train_cfg, tmp_path):

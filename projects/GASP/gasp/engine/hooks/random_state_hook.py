@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from mmdet3d.registry import HOOKS
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 
 CHECKPOINT_KEY = 'random_states'
@@ -108,14 +108,55 @@ class RandomStateHook(Hook):
     def __init__(self):
         self._pending: Optional[dict] = None
         self._before_val: Optional[dict] = None
+        self._gathered: Optional[tuple] = None  # (iteration, states of every rank)
 
     def _generators(self, runner) -> Dict[str, torch.Generator]:
         return find_generators(runner.model)
 
+    def _capture(self, runner) -> dict:
+        return self._before_val or capture_random_states(self._generators(runner))
+
+    # mmengine's ``Runner.save_checkpoint`` is ``@master_only``: ``before_save_checkpoint``
+    # runs on rank 0 alone, where a collective would wait forever for the other ranks. The
+    # states of every rank are therefore gathered by all ranks just before a checkpoint
+    # hook (lower priority than this one) saves, at the iterations or epochs it saves.
+    def _saves_now(self, runner, by_epoch: bool) -> bool:
+        for hook in runner.hooks:
+            if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+                continue
+            if by_epoch:
+                due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_epoch(runner))
+            else:
+                due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_iter(runner))
+            if due:
+                return True
+        return False
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        if get_world_size() > 1 and self._saves_now(runner, by_epoch):
+            self._gathered = (runner.iter, all_gather_object(self._capture(runner)))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = self._before_val or capture_random_states(self._generators(runner))
-        checkpoint[CHECKPOINT_KEY] = (
-            all_gather_object(states) if get_world_size() > 1 else [states])
+        if get_world_size() == 1:
+            per_rank = [self._capture(runner)]
+        elif self._gathered is not None and self._gathered[0] == runner.iter:
+            per_rank = self._gathered[1]
+        else:  # a save no checkpoint hook announced (e.g. a user's own): rank 0's states only
+            print_log(
+                'RandomStateHook: this checkpoint holds only rank 0\'s random states; '
+                'a run resumed from it will not repeat the other ranks exactly',
+                logger='current',
+                level=logging.WARNING)
+            per_rank = [self._capture(runner)]
+        checkpoint[CHECKPOINT_KEY] = per_rank
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         per_rank: Optional[List[dict]] = checkpoint.get(CHECKPOINT_KEY)
