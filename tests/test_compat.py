@@ -95,6 +95,19 @@ def test_mmdet3d_dynamic_pillar_encoder_runs_on_cpu():
 
 
 def test_spconv_cpu_backward_matches_dense_convolution():
+    # With several CPU threads, spconv 2.3.8's CPU convolution intermittently returns wrong
+    # values at a few output sites (about 9 runs in 10 with 2 threads in one process, none with
+    # one thread): an upstream race, not the backward fix tested here. One thread keeps this
+    # test about the fix; the race is recorded in the project notes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_spconv_against_dense_convolution()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_spconv_against_dense_convolution():
     import spconv.pytorch as spconv
     gen = torch.Generator().manual_seed(0)
     shape = [5, 6, 7]
