@@ -7,7 +7,9 @@ weights hash, image size, reduction, ...). Every per-sweep file stores the manif
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
+
+import numpy as np
 
 from ..datasets.errors import AV2DataError
 from ..fileio import dump_json_atomic
@@ -85,3 +87,32 @@ def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) 
     dump_json_atomic(
         dict(kind=kind, cache_id=cache_id, settings=settings), path, indent=1, sort_keys=True)
     return cache_id
+
+
+def read_cached_sweep(path: Path, what: str, cache_id: str, log_id: str, timestamp_ns: int,
+                      missing_fix: str, read: Callable[[Path, 'np.lib.npyio.NpzFile'],
+                                                       dict]) -> dict:
+    """Read one sweep's ``.npz`` of a cache: ``read(path, data)`` picks the arrays.
+
+    Raises:
+        AV2DataError: the file is absent (``missing_fix`` says what to do), unreadable, or
+            from another cache than the manifest's ``cache_id``.
+    """
+    where = dict(log_id=log_id, path=str(path), timestamp_ns=int(timestamp_ns))
+    if not path.is_file():
+        raise AV2DataError(f'no cached {what} for this sweep', fix=missing_fix, **where)
+    try:
+        with np.load(path) as data:
+            out = read(path, data)
+            file_id = str(data['cache_id'])
+    except Exception as err:
+        raise AV2DataError(
+            f'cannot read cached {what} ({type(err).__name__}: {err})',
+            fix='delete the file and re-run the extraction.',
+            **where) from err
+    if file_id != cache_id:
+        raise AV2DataError(
+            f'cached file belongs to another cache (cache_id {file_id}, manifest {cache_id})',
+            fix='rebuild the cache in a new folder.',
+            **where)
+    return out

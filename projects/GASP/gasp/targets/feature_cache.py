@@ -19,7 +19,7 @@ from typing import Dict
 
 import numpy as np
 
-from ..datasets.errors import AV2DataError
+from .cache_manifest import read_cached_sweep
 
 FEATURES_KIND = 'dino_features'
 FEATURES_VERSION = 1
@@ -79,35 +79,15 @@ def read_sweep_features(cache_dir, log_id: str, timestamp_ns: int,
     Raises:
         AV2DataError: the file is absent, unreadable or from another cache.
     """
-    path = feature_cache_path(cache_dir, log_id, timestamp_ns)
-    if not path.is_file():
-        raise AV2DataError(
-            'no cached DINO features for this sweep',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix=f'run `{MAKE_FEATURES}` with --output-dir {cache_dir} (it '
-            'resumes and skips done sweeps), or remove LoadFeatureTargets.')
-    try:
-        with np.load(path) as data:
-            out = dict(
-                features=memmap_npz_member(path, 'features'),
-                point_index=data['point_index'].astype(np.int64),
-                camera_index=data['camera_index'])
-            file_id = str(data['cache_id'])
-    except Exception as err:
-        raise AV2DataError(
-            f'cannot read cached features ({type(err).__name__}: {err})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix='delete the file and re-run the extraction.') from err
-    if file_id != cache_id:
-        raise AV2DataError(
-            f'cached file belongs to another cache (cache_id {file_id}, '
-            f'manifest {cache_id})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix='rebuild the cache in a new folder.')
-    return out
+    return read_cached_sweep(
+        feature_cache_path(cache_dir, log_id, timestamp_ns),
+        'DINO features',
+        cache_id,
+        log_id,
+        timestamp_ns,
+        missing_fix=(f'run `{MAKE_FEATURES}` with --output-dir {cache_dir} (it resumes and skips '
+                     'done sweeps), or remove LoadFeatureTargets.'),
+        read=lambda path, data: dict(
+            features=memmap_npz_member(path, 'features'),
+            point_index=data['point_index'].astype(np.int64),
+            camera_index=data['camera_index']))

@@ -25,7 +25,7 @@ from ..datasets.av2_io import (lidar_path, list_lidar_timestamps, read_city_from
 from ..datasets.errors import AV2DataError
 from ..fileio import dump_json_atomic, save_npz_atomic
 from .beam_model import BeamModel, fit_beam_model, missing_firings
-from .cache_manifest import write_or_check_manifest
+from .cache_manifest import read_cached_sweep, write_or_check_manifest
 from .pose_interpolation import PoseInterpolator
 
 MISSING_RAYS_KIND = 'missing_rays'
@@ -47,35 +47,17 @@ def read_missing_rays(cache_dir, log_id: str, timestamp_ns: int,
     Raises:
         AV2DataError: the file is absent, unreadable or from another cache.
     """
-    path = missing_rays_path(cache_dir, log_id, timestamp_ns)
-    if not path.is_file():
-        raise AV2DataError(
-            'no cached missing rays for this sweep',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix=f'run `{MAKE_MISSING_RAYS} --output-dir {cache_dir}` (it '
-            'resumes), or remove LoadMissingRays from the pipeline.')
-    try:
-        with np.load(path) as data:
-            file_id = str(data['cache_id'])
-            directions = data['directions_ego'].astype(np.float32)
-            laser = data['laser_number']
-    except Exception as err:
-        raise AV2DataError(
-            f'cannot read cached missing rays ({type(err).__name__}: {err})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix='delete the file and re-run the extraction.') from err
-    if file_id != cache_id:
-        raise AV2DataError(
-            f'cached file belongs to another cache (cache_id {file_id}, '
-            f'manifest {cache_id})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=int(timestamp_ns),
-            fix='rebuild the cache in a new folder.')
+    cached = read_cached_sweep(
+        missing_rays_path(cache_dir, log_id, timestamp_ns),
+        'missing rays',
+        cache_id,
+        log_id,
+        timestamp_ns,
+        missing_fix=(f'run `{MAKE_MISSING_RAYS} --output-dir {cache_dir}` (it resumes), or '
+                     'remove LoadMissingRays from the pipeline.'),
+        read=lambda path, data: dict(
+            directions=data['directions_ego'].astype(np.float32), laser=data['laser_number']))
+    directions, laser = cached['directions'], cached['laser']
     norm = np.linalg.norm(directions, axis=1, keepdims=True)
     return dict(directions_ego=directions / np.maximum(norm, 1e-6), laser_number=laser)
 
