@@ -14,12 +14,9 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from gasp.engine.runner_setup import use_cpu_processes
+from gasp.engine.runner_setup import build_runner, config_from_args, leave_process_group
 
 
 def parse_args():
@@ -60,26 +57,12 @@ def main():
         raise SystemExit(f'tools/test.py: checkpoint {args.checkpoint} does not exist; give the '
                          '.pth file written by tools/train.py (e.g. work_dirs/<config>/'
                          'iter_<N>.pth)')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     metrics_write_under(cfg, cfg.work_dir)
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        use_cpu_processes(cfg)
-
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.test()
-    if torch.distributed.is_initialized():
-        # Leave the process group cleanly; gloo can abort at interpreter exit otherwise.
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    build_runner(cfg).test()
+    leave_process_group()
 
 
 if __name__ == '__main__':

@@ -5,14 +5,11 @@
 """
 import argparse
 import os
-import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from gasp.engine.runner_setup import add_reliability_hooks, use_cpu_processes
+from gasp.engine.runner_setup import (add_reliability_hooks, build_runner, config_from_args,
+                                      leave_process_group)
 
 
 def parse_args():
@@ -48,14 +45,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = config_from_args(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
@@ -63,20 +53,14 @@ def main():
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', dict(enable=True, base_batch_size=16))
         cfg.auto_scale_lr.enable = True
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        use_cpu_processes(cfg)
     add_reliability_hooks(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
 
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
-    if torch.distributed.is_initialized():
-        # Leave the process group cleanly; gloo can abort at interpreter exit otherwise.
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    build_runner(cfg).train()
+    leave_process_group()
 
 
 if __name__ == '__main__':

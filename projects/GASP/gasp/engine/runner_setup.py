@@ -1,5 +1,11 @@
-"""Config adjustments shared by tools/train.py, tools/test.py and tools/demo.py."""
+"""Config adjustments and runner set-up shared by tools/train.py, tools/test.py and
+tools/demo.py."""
+import os.path as osp
+
+import torch
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 
 def use_cpu_processes(cfg: Config) -> None:
@@ -24,3 +30,31 @@ def add_reliability_hooks(cfg: Config) -> None:
     if added:
         print('[gasp] reliability hooks added: ' + ', '.join(h['type'] for h in added))
     cfg.custom_hooks = hooks + added
+
+
+def config_from_args(args) -> Config:
+    """The config of a tools/ script: ``args.config`` with ``--cfg-options``, ``--launcher``
+    and ``--work-dir`` applied (default ``./work_dirs/<config name>``), and gloo processes
+    when a launcher is used without GPUs."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        use_cpu_processes(cfg)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def leave_process_group() -> None:
+    """Leave the process group cleanly; gloo can abort at interpreter exit otherwise."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
