@@ -3,6 +3,8 @@
 A transform ``a_from_b`` is a (4, 4) homogeneous matrix that maps points in frame ``b`` to
 frame ``a``: ``points_a = transform_points(a_from_b, points_b)``.
 """
+from typing import Sequence
+
 import numpy as np
 
 
@@ -60,3 +62,10 @@ def rotation_z(yaw: float) -> np.ndarray:
     out = np.eye(4)
     out[:2, :2] = [[c, -s], [s, c]]
     return out
+
+
+def outside_box_xy(points: np.ndarray, box_xy: Sequence[float]) -> np.ndarray:
+    """(N,) mask of points whose (x, y) lie outside ``box_xy = (x_min, y_min, x_max, y_max)``."""
+    x_min, y_min, x_max, y_max = box_xy
+    return ~((points[:, 0] >= x_min) & (points[:, 0] <= x_max) & (points[:, 1] >= y_min) &
+             (points[:, 1] <= y_max))

@@ -3,11 +3,11 @@ the sweep files of a log (the one dispatch point between the AV2 and nuScenes fo
 table's ``format``, 'av2' when absent)."""
 import os.path as osp
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from ..geometry import invert
+from ..geometry import invert, outside_box_xy, transform_points
 from . import av2_io, nuscenes_io
 from .errors import AV2DataError
 
@@ -112,3 +112,44 @@ def read_log_sweep(results: dict, timestamp_ns: int, memo: bool = False) -> Dict
                                                       log['ego_from_lidar'][nuscenes_io.LIDAR_TOP],
                                                       int(timestamp_ns))
     return cache[path]
+
+
+class ReferenceLidarLog:
+    """A log seen from one of its lidars (the 4D occupancy benchmark's frames): poses from a
+    log table, sweeps in that lidar's frame, ego-vehicle returns removed.
+
+    Subclasses (AV2 ``up_lidar``, nuScenes ``LIDAR_TOP``) set ``log_id``, ``frame_ns``,
+    ``pose_table`` (a table :func:`ref_from_ego_at` reads), ``ego_from_lidar`` and
+    ``lidar_from_ego``, and implement :meth:`read_sweep_ego`.
+    """
+
+    def read_sweep_ego(self, timestamp_ns: int) -> Dict[str, np.ndarray]:
+        """The sweep at ``timestamp_ns`` in the ego frame at its timestamp."""
+        raise NotImplementedError
+
+    def ref_lidar_from_lidar(self, timestamps_ns: Sequence[int],
+                             ref_timestamp_ns: int) -> np.ndarray:
+        """(T, 4, 4) transforms from the lidar frame at each timestamp to the lidar frame at
+        ``ref_timestamp_ns``.
+
+        Raises:
+            AV2DataError: a timestamp has no ego pose row.
+        """
+        ref_from_ego = ref_from_ego_at(self.pose_table, list(timestamps_ns), ref_timestamp_ns)
+        return self.lidar_from_ego[None] @ ref_from_ego @ self.ego_from_lidar[None]
+
+    def sweep_points_lidar(self, timestamp_ns: int, ego_box_lidar_xy) -> np.ndarray:
+        """(N, 3) float64 returns of one sweep in its own lidar frame, in file order, those
+        inside ``ego_box_lidar_xy`` ((x_min, y_min, x_max, y_max), lidar frame, bounds
+        included, any z) removed."""
+        sweep = self.read_sweep_ego(timestamp_ns)
+        points = transform_points(self.lidar_from_ego, sweep['xyz_ego'].astype(np.float64))
+        return points[outside_box_xy(points, ego_box_lidar_xy)]
+
+    def sweep_points_ref(self, timestamp_ns: int, ref_timestamp_ns: int,
+                         ego_box_lidar_xy) -> np.ndarray:
+        """(N, 3) float64 ego-free returns of a sweep in the lidar frame at the reference
+        time."""
+        points = self.sweep_points_lidar(timestamp_ns, ego_box_lidar_xy)
+        return transform_points(
+            self.ref_lidar_from_lidar([timestamp_ns], ref_timestamp_ns)[0], points)

@@ -8,19 +8,18 @@ the query rays, baselines and metric of :mod:`gasp.evaluation` run on it unchang
 the log table of a nuScenes info file (:mod:`.nuscenes_infos`).
 """
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 from mmengine.fileio import load
 
-from ..geometry import invert, transform_points
+from ..geometry import invert
 from .errors import AV2DataError
-from .log_frames import read_log_sweep, ref_from_ego_at
+from .log_frames import ReferenceLidarLog, read_log_sweep
 from .nuscenes_io import LIDAR_TOP
-from .transforms.load_past_sweeps import outside_box_xy
 
 
-class NuScenesLidarLog:
+class NuScenesLidarLog(ReferenceLidarLog):
     """Poses and ego-free sweeps of one scene, in LIDAR_TOP frames.
 
     Args:
@@ -45,29 +44,11 @@ class NuScenesLidarLog:
         self.frame_ns = np.asarray(log['keyframe_ns'], np.int64)
         self.ego_from_lidar = log['ego_from_lidar'][LIDAR_TOP]
         self.lidar_from_ego = invert(self.ego_from_lidar)
+        self.pose_table = log
         self._results = dict(log=log, data_root=str(self.data_root))
 
-    def ref_lidar_from_lidar(self, timestamps_ns: Sequence[int],
-                             ref_timestamp_ns: int) -> np.ndarray:
-        """(T, 4, 4) transforms from the LIDAR_TOP frame at each timestamp to the LIDAR_TOP
-        frame at ``ref_timestamp_ns``."""
-        ref_from_ego = ref_from_ego_at(self.log, list(timestamps_ns), ref_timestamp_ns)
-        return self.lidar_from_ego[None] @ ref_from_ego @ self.ego_from_lidar[None]
-
-    def sweep_points_lidar(self, timestamp_ns: int, ego_box_lidar_xy) -> np.ndarray:
-        """(N, 3) float64 returns of a sweep in its own LIDAR_TOP frame, in file order, those
-        inside ``ego_box_lidar_xy`` (x_min, y_min, x_max, y_max; lidar frame, any z) removed."""
-        sweep = read_log_sweep(self._results, timestamp_ns)
-        points = transform_points(self.lidar_from_ego, sweep['xyz_ego'].astype(np.float64))
-        return points[outside_box_xy(points, ego_box_lidar_xy)]
-
-    def sweep_points_ref(self, timestamp_ns: int, ref_timestamp_ns: int,
-                         ego_box_lidar_xy) -> np.ndarray:
-        """(N, 3) float64 ego-free returns of a sweep in the LIDAR_TOP frame at the reference
-        time."""
-        points = self.sweep_points_lidar(timestamp_ns, ego_box_lidar_xy)
-        return transform_points(
-            self.ref_lidar_from_lidar([timestamp_ns], ref_timestamp_ns)[0], points)
+    def read_sweep_ego(self, timestamp_ns: int):
+        return read_log_sweep(self._results, timestamp_ns)
 
 
 def nuscenes_logs(info_file: str, data_root) -> Dict[str, NuScenesLidarLog]:

@@ -11,21 +11,17 @@ Returns of both lidars are read; all of them are expressed in the up_lidar frame
 benchmark treats the up_lidar position as the origin of every ray).
 """
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
 
 from ..datasets.av2_io import (lidar_path, list_lidar_timestamps, read_city_from_ego,
                                read_ego_from_sensor, read_sweep)
 from ..datasets.errors import AV2DataError
-from ..datasets.log_frames import ref_from_ego_at
-from ..datasets.transforms.load_past_sweeps import outside_box_xy
-from ..geometry import invert, transform_points
+from ..datasets.log_frames import ReferenceLidarLog
+from ..geometry import invert
 
 REFERENCE_LIDAR = 'up_lidar'
 
 
-class UpLidarLog:
+class UpLidarLog(ReferenceLidarLog):
     """Poses and ego-free sweeps of one log, in up_lidar frames.
 
     Args:
@@ -57,36 +53,5 @@ class UpLidarLog:
         self.ego_from_lidar = ego_from_sensor[REFERENCE_LIDAR]
         self.lidar_from_ego = invert(self.ego_from_lidar)
 
-    def ref_lidar_from_lidar(self, timestamps_ns: Sequence[int],
-                             ref_timestamp_ns: int) -> np.ndarray:
-        """(T, 4, 4) transforms from the up_lidar frame at each timestamp to the up_lidar
-        frame at ``ref_timestamp_ns``.
-
-        Raises:
-            AV2DataError: a timestamp has no ego pose row.
-        """
-        ref_from_ego = ref_from_ego_at(self.pose_table, list(timestamps_ns), ref_timestamp_ns)
-        return self.lidar_from_ego[None] @ ref_from_ego @ self.ego_from_lidar[None]
-
-    def sweep_points_lidar(self, timestamp_ns: int, ego_box_lidar_xy) -> np.ndarray:
-        """Returns of one sweep in its own up_lidar frame, ego-vehicle returns removed.
-
-        Args:
-            timestamp_ns: sweep timestamp.
-            ego_box_lidar_xy: (x_min, y_min, x_max, y_max) box in the lidar frame (m); returns
-                inside it (bounds included, any z) are dropped.
-
-        Returns:
-            (N, 3) float64 points (m), in file order.
-        """
-        sweep = read_sweep(lidar_path(self.log_dir, timestamp_ns), self.log_id)
-        points = transform_points(self.lidar_from_ego, sweep['xyz_ego'].astype(np.float64))
-        return points[outside_box_xy(points, ego_box_lidar_xy)]
-
-    def sweep_points_ref(self, timestamp_ns: int, ref_timestamp_ns: int,
-                         ego_box_lidar_xy) -> np.ndarray:
-        """(N, 3) float64 ego-free returns of a sweep in the up_lidar frame at the reference
-        time."""
-        points = self.sweep_points_lidar(timestamp_ns, ego_box_lidar_xy)
-        return transform_points(
-            self.ref_lidar_from_lidar([timestamp_ns], ref_timestamp_ns)[0], points)
+    def read_sweep_ego(self, timestamp_ns: int):
+        return read_sweep(lidar_path(self.log_dir, timestamp_ns), self.log_id)

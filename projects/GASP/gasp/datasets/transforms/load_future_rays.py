@@ -5,9 +5,9 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
-from ...geometry import transform_points
+from ...geometry import outside_box_xy, transform_points
 from ..log_frames import lidar_index, lidar_names, read_log_sweep, ref_from_ego_at
-from .load_past_sweeps import NS_PER_S, outside_box_xy
+from .load_past_sweeps import NS_PER_S
 
 
 @TRANSFORMS.register_module()

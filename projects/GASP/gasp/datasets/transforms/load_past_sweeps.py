@@ -5,17 +5,10 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
-from ...geometry import transform_points
+from ...geometry import outside_box_xy, transform_points
 from ..log_frames import read_log_sweep, ref_from_ego_at
 
 NS_PER_S = 1e9
-
-
-def outside_box_xy(points: np.ndarray, box_xy: Sequence[float]) -> np.ndarray:
-    """(N,) mask of points whose (x, y) lie outside ``box_xy = (x_min, y_min, x_max, y_max)``."""
-    x_min, y_min, x_max, y_max = box_xy
-    return ~((points[:, 0] >= x_min) & (points[:, 0] <= x_max) & (points[:, 1] >= y_min) &
-             (points[:, 1] <= y_max))
 
 
 @TRANSFORMS.register_module()
