@@ -6,9 +6,11 @@ from mmdet3d.registry import MODELS
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
+from .bev_encoder import BEVEncoderMixin
+
 
 @MODELS.register_module()
-class GASP(BaseModel):
+class GASP(BEVEncoderMixin, BaseModel):
     """Self-supervised pre-training of a BEV encoder with an implicit 4D field.
 
     The encoder is either GASP's own dense BEV CNN (``backbone`` reading ``inputs['bev']``)
@@ -39,10 +41,7 @@ class GASP(BaseModel):
         if isinstance(data_preprocessor, dict):  # from mmdet3d's registry, whatever the scope
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.voxel_encoder = MODELS.build(voxel_encoder) if voxel_encoder else None
-        self.middle_encoder = MODELS.build(middle_encoder) if middle_encoder else None
-        self.backbone = MODELS.build(backbone)
-        self.neck = MODELS.build(neck) if neck else None
+        self.build_encoder(backbone, voxel_encoder, middle_encoder, neck)
         self.decoder = MODELS.build(decoder)
         unknown = set(losses) - set(self.decoder.head_sizes)
         if unknown:
@@ -54,20 +53,6 @@ class GASP(BaseModel):
     @property
     def heads(self) -> List[str]:
         return list(self.decoder.head_sizes)
-
-    def extract_bev(self, inputs: dict) -> torch.Tensor:
-        """(B, C, H', W') BEV feature map over the decoder's ``point_cloud_range``."""
-        if self.voxel_encoder is not None:
-            voxels = inputs['voxels']
-            feats = self.voxel_encoder(voxels['voxels'], voxels['num_points'], voxels['coors'])
-            batch_size = len(inputs['points'])
-            x = self.middle_encoder(feats, voxels['coors'], batch_size)
-        else:
-            x = inputs['bev']
-        x = self.backbone(x)
-        if self.neck is not None:
-            x = self.neck(x)
-        return x[0] if isinstance(x, (list, tuple)) else x
 
     def query(self, bev: torch.Tensor, queries: torch.Tensor, head: str) -> torch.Tensor:
         """Evaluate ``head`` at (B, Q, 4) queries, in chunks of ``decoder_chunk``."""

@@ -5,11 +5,11 @@ import torch
 from mmdet3d.registry import MODELS
 from mmengine.model import BaseModel
 
-from ...models import GASP
+from ...models.bev_encoder import BEVEncoderMixin
 
 
 @MODELS.register_module()
-class DownstreamModel(BaseModel):
+class DownstreamModel(BEVEncoderMixin, BaseModel):
     """BEV encoder + one task head.
 
     The encoder parts carry the names of :class:`GASP`'s (``voxel_encoder``,
@@ -25,8 +25,6 @@ class DownstreamModel(BaseModel):
         freeze_encoder: train the head only (linear-probe style).
     """
 
-    extract_bev = GASP.extract_bev  # the same encoder forward as pre-training
-
     def __init__(self,
                  backbone: dict,
                  head: dict,
@@ -39,10 +37,7 @@ class DownstreamModel(BaseModel):
         if isinstance(data_preprocessor, dict):  # from mmdet3d's registry, whatever the scope
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.voxel_encoder = MODELS.build(voxel_encoder) if voxel_encoder else None
-        self.middle_encoder = MODELS.build(middle_encoder) if middle_encoder else None
-        self.backbone = MODELS.build(backbone)
-        self.neck = MODELS.build(neck) if neck else None
+        self.build_encoder(backbone, voxel_encoder, middle_encoder, neck)
         self.head = MODELS.build(head)
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
