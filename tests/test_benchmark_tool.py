@@ -159,3 +159,11 @@ def test_floor_is_the_roofline_sum_of_the_records(prepared):
     grid_bytes = 2 * 8 * 32 * 32 * 4
     assert phases['preprocess']['bytes'] == grid_bytes + 2 * 1000 * 5 * 4
     assert floor['total_ms'] == pytest.approx(sum(p['ms'] for p in phases.values()))
+
+
+def test_busy_time_is_the_union_of_kernel_intervals():
+    # Two streams overlap on [2, 3]; holes at [4, 6] and [7, 10].
+    intervals = [(0.0, 3.0), (2.0, 4.0), (6.0, 7.0), (10.0, 10.5)]
+    assert benchmark._union_us(intervals) == pytest.approx(5.5)
+    assert benchmark._gaps_us(intervals) == pytest.approx([2.0, 3.0])
+    assert benchmark._gaps_us([(0.0, 5.0), (1.0, 2.0), (4.0, 6.0)]) == []

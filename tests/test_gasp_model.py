@@ -121,6 +121,13 @@ def test_ego_query_labels_follow_the_footprint():
     assert labels[:1000].all()  # the first third is drawn inside the footprint
     assert 0 < labels[1000:].sum() < 2000  # band and region hold both classes
     assert (queries[:, 2] == 0).all()
+    # The footprint may come as numbers too (the sampler keeps it on the device, no host
+    # read): same draw, same labels.
+    again = sampler(
+        sample.ego_path.to_dict(),
+        sample.ego_footprint.tolist(),
+        generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], queries) and torch.equal(again[1], labels)
 
 
 def test_data_preprocessor_voxelizes_by_time_slot():

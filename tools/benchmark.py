@@ -30,9 +30,11 @@ import argparse
 import contextlib
 import copy
 import io
+import json
 import math
 import os
 import resource
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -472,10 +474,13 @@ def sample_counts(cfg, points_per_sweep: int) -> dict:
 
 
 def synthetic_batch(counts: dict, batch_size: int, generator: torch.Generator) -> dict:
-    """A batch as ``PackGASPInputs`` + ``pseudo_collate`` give it, built in memory (CPU) at
-    ``counts``: lidar-like past sweeps (ring pattern, ranges 2-80 m, a ground plane), future
-    rays from a lidar moving at 10 m/s, missing rays, an ego path and feature targets."""
-    from mmengine.structures import BaseDataElement
+    """A batch as ``PackGASPInputs`` + ``pseudo_collate`` + the dataloader's pin-memory thread
+    give it, built in memory (CPU) at ``counts``: lidar-like past sweeps (ring pattern, ranges
+    2-80 m, a ground plane), future rays from a lidar moving at 10 m/s, missing rays, an ego
+    path and feature targets; tensors in pinned memory (as ``pin_memory=True`` configs) when
+    there is a GPU."""
+    from gasp.structures import PinnableDataElement as BaseDataElement
+    pin = torch.cuda.is_available()
 
     def rand(*shape):
         return torch.rand(*shape, generator=generator)
@@ -531,7 +536,9 @@ def synthetic_batch(counts: dict, batch_size: int, generator: torch.Generator) -
                 points=origins + directions * ranges(directions)[:, None],
                 times_s=t,
                 features=torch.randn(len(t), counts['feature_dim'], generator=generator).half())
-        samples.append(sample)
+        samples.append(sample.pin_memory() if pin else sample)
+    if pin:
+        inputs = [points.pin_memory() for points in inputs]
     return dict(inputs=dict(points=inputs), data_samples=samples)
 
 
@@ -612,10 +619,35 @@ def step_ms(model, optim_wrapper, data, reps: int) -> float:
     return start.elapsed_time(end) / reps
 
 
-def kernel_busy(fn, steps: int):
-    """(share of the wall time of ``steps`` calls of ``fn`` during which GPU kernels ran, that
-    wall time in seconds): torch.profiler / CUPTI kernel records, one stream, so their
-    durations add up; the profiler's own start and stop are outside the wall time."""
+def _union_us(intervals) -> float:
+    """Total length of the union of (start, end) intervals."""
+    total, reach = 0.0, -math.inf
+    for begin, finish in sorted(intervals):
+        if finish > reach:
+            total += finish - max(begin, reach)
+            reach = finish
+    return total
+
+
+def _gaps_us(intervals) -> list:
+    """Lengths of the holes between the union of (start, end) intervals."""
+    gaps, reach = [], math.inf
+    for begin, finish in sorted(intervals):
+        if begin > reach:
+            gaps.append(begin - reach)
+        reach = finish if reach == math.inf else max(reach, finish)
+    return gaps
+
+
+def kernel_busy(fn, steps: int, details: bool = False):
+    """(share of the wall time of ``steps`` calls of ``fn`` during which a GPU kernel ran,
+    that wall time in seconds): the union of the CUPTI kernel intervals of all streams from
+    torch.profiler's trace, so overlapping kernels count once and copies (host-to-device
+    DMA) do not count; the profiler's own start and stop are outside the wall time.
+
+    With ``details``, a third item: copy time (ms), the idle gaps longer than 1 ms (count and
+    ms) and the longest gap, for the account of where an under-busy step waits.
+    """
     from torch.profiler import ProfilerActivity, profile
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -624,8 +656,41 @@ def kernel_busy(fn, steps: int):
             fn()
         torch.cuda.synchronize()
         wall_us = (time.perf_counter() - start) * 1e6
-    kernel_us = sum(e.self_device_time_total for e in prof.key_averages())
-    return float(kernel_us / wall_us), wall_us / 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_path = os.path.join(tmp, 'trace.json')
+        prof.export_chrome_trace(trace_path)
+        with open(trace_path) as f:
+            events = json.load(f)['traceEvents']
+    kernels = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'kernel']
+    busy = float(_union_us(kernels) / wall_us)
+    if not details:
+        return busy, wall_us / 1e6
+    copies = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'gpu_memcpy']
+    gaps = [gap for gap in _gaps_us(kernels) if gap > 1e3]
+    return busy, wall_us / 1e6, dict(
+        copy_ms_per_call=_union_us(copies) / 1e3 / steps,
+        gaps_over_1ms_per_call=len(gaps) / steps,
+        gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / steps,
+        longest_gap_ms=max(gaps, default=0.0) / 1e3)
+
+
+def host_syncs(fn) -> list:
+    """Where one call of ``fn`` makes the host wait for the GPU: torch's sync debug mode warns
+    at every synchronizing call, attributed to the Python line that made it. Each sync
+    drains the GPU's queue, so the host's work after it is GPU idle time."""
+    import warnings
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+    return [
+        f'{Path(w.filename).name}:{w.lineno}' for w in caught
+        if 'synchroniz' in str(w.message).lower()
+    ]
 
 
 # The floor of a step: every conv / linear layer at the better of its matmul or HBM roofline,
@@ -807,8 +872,13 @@ def run_step(args):
                 step_ms=ms,
                 samples_per_s=1e3 * batch_size / ms,
                 peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
-                kernel_busy_fraction=kernel_busy(lambda: model.train_step(data, optim_wrapper),
-                                                 2)[0])
+            )
+            busy, _, idle = kernel_busy(
+                lambda: model.train_step(data, optim_wrapper), args.step_reps, details=True)
+            row.update(
+                kernel_busy_fraction=busy,
+                idle=idle,
+                host_syncs=host_syncs(lambda: model.train_step(data, optim_wrapper)))
             timer = PhaseTimer()
             for _ in range(args.step_reps):
                 instrumented_step(model, optim_wrapper, data, timer)
@@ -829,7 +899,8 @@ def run_step(args):
         print(f'step batch {batch_size}: {row.get("step_ms", float("nan")):.1f} ms', flush=True)
         model = optim_wrapper = data = None  # free the GPU memory before the next size
     table = [
-        ('batch', 'step ms', 'samples/s', 'peak GiB', 'kernel busy', 'floor ms', 'achieved/floor') +
+        ('batch', 'step ms', 'samples/s', 'peak GiB', 'kernel busy', 'host syncs', 'floor ms',
+         'achieved/floor') +
         tuple(f'{p} ms (floor)' for p in STEP_PHASES)
     ]
     for row in rows:
@@ -841,7 +912,8 @@ def run_step(args):
                        for p in STEP_PHASES)
         table.append((row['batch_size'], f'{row["step_ms"]:.1f}', f'{row["samples_per_s"]:.1f}',
                       f'{row["peak_memory_gib"]:.1f}', f'{100 * row["kernel_busy_fraction"]:.0f}%',
-                      f'{row["floor_ms"]:.1f}', f'{row["achieved_over_floor"]:.1f}x') + phases)
+                      len(row['host_syncs']), f'{row["floor_ms"]:.1f}',
+                      f'{row["achieved_over_floor"]:.1f}x') + phases)
     return dict(
         ceilings=ceilings,
         sample_counts=counts,
@@ -923,16 +995,18 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
         peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def _endless(loader):
-    while True:
-        yield from loader
-
-
 def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int,
                  warmup: int) -> dict:
     """Train ``steps`` steps from the config's real mmengine dataloader with ``num_workers``
     workers; how long the loop waited for data and the share of the wall time GPU kernels ran,
-    against the same steps on a batch already in memory."""
+    against the same steps on a batch already in memory.
+
+    The loader samples with mmengine's ``InfiniteSampler``: the benchmark's dataset is a few
+    logs, and with the config's epoch sampler an epoch of 22 samples is 3 batches of 8, so
+    only 3 workers have work and the prefetch queue drains at every epoch end. A real AV2
+    epoch is ~100k samples (thousands of batches per worker), which the infinite sampler
+    reproduces: every worker busy, no epoch boundary.
+    """
     from mmengine.runner import Runner
     loader_cfg = copy.deepcopy(cfg.train_dataloader)
     loader_cfg.dataset = dataset_cfg
@@ -940,9 +1014,10 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
     loader_cfg.num_workers = num_workers
     loader_cfg.persistent_workers = num_workers > 0
     loader_cfg.pin_memory = True
+    loader_cfg.sampler = dict(type='InfiniteSampler', shuffle=True)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     model, optim_wrapper = build_training(cfg, 'cuda', amp=True)
-    batches = _endless(loader)
+    batches = iter(loader)
     start = time.perf_counter()
     first = next(batches)
     first_batch_s = time.perf_counter() - start
@@ -958,8 +1033,9 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
         waits.append(time.perf_counter() - t0)
         model.train_step(data, optim_wrapper)
 
-    fed_busy, fed_wall_s = kernel_busy(fed_step, steps)
-    in_memory_busy, _ = kernel_busy(lambda: model.train_step(first, optim_wrapper), steps)
+    fed_busy, fed_wall_s, fed_idle = kernel_busy(fed_step, steps, details=True)
+    in_memory_busy, _, in_memory_idle = kernel_busy(
+        lambda: model.train_step(first, optim_wrapper), steps, details=True)
     in_memory_ms = step_ms(model, optim_wrapper, first, steps)
     return dict(
         batch_size=batch_size,
@@ -970,8 +1046,10 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
         fed_samples_per_s=steps * batch_size / fed_wall_s,
         data_wait_ms_per_step=1e3 * float(np.mean(waits)),
         gpu_busy_fraction=fed_busy,
+        fed_idle=fed_idle,
         in_memory_step_ms=in_memory_ms,
         in_memory_gpu_busy_fraction=in_memory_busy,
+        in_memory_idle=in_memory_idle,
         busy_vs_in_memory=fed_busy / in_memory_busy)
 
 
@@ -988,23 +1066,28 @@ def run_data(args):
     runs = []
     for batch_size in batch_sizes:
         for num_workers in workers:
-            runs.append(fed_training(cfg, dataset_cfg, batch_size, num_workers, args.step_reps, 2))
+            runs.append(
+                fed_training(cfg, dataset_cfg, batch_size, num_workers, args.data_steps,
+                             args.data_warmup))
             print(
                 f'data batch {batch_size} workers {num_workers}: '
                 f'GPU busy {100 * runs[-1]["gpu_busy_fraction"]:.0f}%',
                 flush=True)
     table = [('batch', 'workers', 'fed step ms', 'samples/s', 'data wait ms/step', 'GPU busy',
-              'in-memory step ms', 'in-memory GPU busy')]
+              'gaps > 1 ms, ms/step', 'in-memory step ms', 'in-memory GPU busy')]
     for run in runs:
         table.append((run['batch_size'], run['num_workers'], f'{run["fed_step_ms"]:.1f}',
                       f'{run["fed_samples_per_s"]:.1f}', f'{run["data_wait_ms_per_step"]:.1f}',
-                      f'{100 * run["gpu_busy_fraction"]:.0f}%', f'{run["in_memory_step_ms"]:.1f}',
+                      f'{100 * run["gpu_busy_fraction"]:.0f}%',
+                      f'{run["fed_idle"]["gap_ms_over_1ms_per_call"]:.1f}',
+                      f'{run["in_memory_step_ms"]:.1f}',
                       f'{100 * run["in_memory_gpu_busy_fraction"]:.0f}%'))
+    blank = ('', ) * (len(table[0]) - 5)
     table.append(('one worker', '', f'{1e3 * breakdown["seconds_per_sample"]:.0f} ms/sample',
                   f'{breakdown["samples_per_s"]:.2f}',
-                  f'reading {1e3 * breakdown["read_seconds_per_sample"]:.0f} ms', '', '', ''))
+                  f'reading {1e3 * breakdown["read_seconds_per_sample"]:.0f} ms') + blank)
     for name, seconds in breakdown['transform_seconds_per_sample'].items():
-        table.append(('', name, f'{1e3 * seconds:.1f} ms', '', '', '', '', ''))
+        table.append(('', name, f'{1e3 * seconds:.1f} ms', '', '') + blank)
     return dict(cpus=cpus, worker_breakdown=breakdown, fed=runs), table
 
 

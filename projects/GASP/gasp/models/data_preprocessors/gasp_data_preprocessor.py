@@ -33,6 +33,9 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         num_feature_queries: feature targets drawn per sample (0: no feature targets).
         bev_input: build the dense ``bev`` grid (needed by BEVResNetFPN).
         voxel_layer: kwargs of ``mmcv.ops.Voxelization`` for mmdet3d voxel encoders.
+        non_blocking: copy the batch to the GPU asynchronously. With a ``pin_memory=True``
+            dataloader (the configs' default) the copy runs at full PCIe speed and the host goes
+            on launching the step; nothing reads the copied tensors on the host.
     """
 
     def __init__(self,
@@ -45,7 +48,7 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
                  num_feature_queries: int = 0,
                  bev_input: bool = True,
                  voxel_layer: Optional[dict] = None,
-                 non_blocking: bool = False):
+                 non_blocking: bool = True):
         super().__init__(non_blocking=non_blocking)
         self.point_cloud_range = tuple(point_cloud_range)
         self.voxel_size = tuple(voxel_size)

@@ -1,6 +1,6 @@
 """Labelled ego-occupancy queries from the future ego path and the vehicle footprint."""
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmdet3d.registry import TASK_UTILS
@@ -29,13 +29,14 @@ def interpolate_path(path: Dict[str, torch.Tensor], times_s: torch.Tensor):
 
 
 def inside_footprint(points_xy: torch.Tensor, pose_xy: torch.Tensor, pose_yaw: torch.Tensor,
-                     footprint: Sequence[float]) -> torch.Tensor:
+                     footprint: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     """(Q,) bool: is each point inside the vehicle box placed at the matching pose.
 
     Args:
         points_xy: (Q, 2) points in the reference frame.
         pose_xy, pose_yaw: (Q, 2), (Q,) vehicle (rear-axle) poses in the reference frame.
-        footprint: (x_min, y_min, x_max, y_max) of the box in the vehicle frame.
+        footprint: (x_min, y_min, x_max, y_max) of the box in the vehicle frame (numbers or
+            a (4,) tensor on the points' device).
     """
     d = points_xy - pose_xy
     c, s = torch.cos(pose_yaw), torch.sin(pose_yaw)
@@ -76,12 +77,14 @@ class EgoQuerySampler:
         """Returns queries (Q, 4) float32 (x, y, 0, t) and labels (Q,) float32."""
         device = path['xy'].device
         n = self.num_queries
-        footprint = [float(v) for v in footprint]
+        # Bounds stay tensors on the device: reading them on the host would stall the GPU
+        # once per sample.
+        footprint = torch.as_tensor(footprint, dtype=torch.float32, device=device)
 
         def uniform(*shape):
             return torch.rand(*shape, generator=generator, device=device)
 
-        t_lo, t_hi = float(path['times_s'][0]), float(path['times_s'][-1])
+        t_lo, t_hi = path['times_s'][0], path['times_s'][-1]
         times = t_lo + (t_hi - t_lo) * uniform(n)
         pose_xy, pose_yaw = interpolate_path(path, times)
         n_in, n_band = n // 3, n // 3
