@@ -7,6 +7,7 @@ from mmengine.model import BaseDataPreprocessor
 from mmengine.structures import BaseDataElement
 
 from gasp_ops import bev_voxelize
+from ..samplers.batched_rows import draw_rows
 
 
 @MODELS.register_module()
@@ -103,45 +104,57 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
             voxels=torch.cat(voxels), coors=torch.cat(coors), num_points=torch.cat(num_points))
 
     def sample_targets(self, samples: List[BaseDataElement], training: bool = True) -> dict:
-        """Labelled queries of every head whose targets the samples carry.
+        """Labelled queries of every head whose targets the samples carry, each head drawn
+        for the whole batch at once.
 
         Training samples must carry missing rays when the occupancy sampler asks for them;
         evaluation samples without them get queries from the returns only.
         """
         targets = {}
+        names = [_sample_name(s) for s in samples]
         if self.occupancy_sampler is not None and all('rays' in s for s in samples):
-            pairs = []
-            for s in samples:
-                missing = s.missing_rays.to_dict() if 'missing_rays' in s else None
-                pairs.append(
-                    self.occupancy_sampler(
-                        s.rays.to_dict(),
-                        missing_rays=missing,
-                        missing_ray_fraction=(0.0 if missing is None and not training else None)))
-            targets['occupancy'] = self._stack(pairs)
+            with_missing = all('missing_rays' in s for s in samples)
+            targets['occupancy'] = self._pair(
+                self.occupancy_sampler.sample_batch(
+                    [s.rays.to_dict() for s in samples],
+                    missing_rays=([s.missing_rays.to_dict()
+                                   for s in samples] if with_missing else None),
+                    missing_ray_fraction=(0.0 if not with_missing and not training else None),
+                    names=names))
         if self.ego_sampler is not None and all('ego_path' in s for s in samples):
-            pairs = [self.ego_sampler(s.ego_path.to_dict(), s.ego_footprint) for s in samples]
-            targets['ego'] = self._stack(pairs)
+            targets['ego'] = self._pair(
+                self.ego_sampler.sample_batch([s.ego_path.to_dict() for s in samples],
+                                              [s.ego_footprint for s in samples]))
         if self.num_feature_queries and all('feature_targets' in s for s in samples):
-            targets['feature'] = self._stack(
-                [self._feature_queries(s.feature_targets) for s in samples])
+            targets['feature'] = self._pair(
+                self._feature_queries([s.feature_targets for s in samples], names))
         return targets
 
-    def _feature_queries(self, feature_targets: BaseDataElement):
-        """Draw ``num_feature_queries`` projected points (with replacement) and their
-        features: queries (Q, 4) x, y, z, t; labels (Q, D) float32."""
-        count = feature_targets.points.shape[0]
-        if count == 0:
-            raise ValueError('GASPDataPreprocessor: a sample has no feature targets '
-                             '(no future lidar point projects into a camera)')
-        pick = torch.randint(
-            count, (self.num_feature_queries, ), device=feature_targets.points.device)
-        queries = torch.cat([feature_targets.points[pick], feature_targets.times_s[pick, None]],
-                            dim=1)
-        return queries.float(), feature_targets.features[pick].float()
+    def _feature_queries(self, feature_targets: List[BaseDataElement], names: List[str]):
+        """Draw ``num_feature_queries`` projected points per sample (with replacement) and
+        their features: queries (B, Q, 4) x, y, z, t; labels (B, Q, D) float32."""
+        counts = [t.points.shape[0] for t in feature_targets]
+        for name, count in zip(names, counts):
+            if count == 0:
+                raise ValueError(f'GASPDataPreprocessor: {name} has no feature targets (no '
+                                 'future lidar point projects into a camera); check its '
+                                 'feature cache with tools/check_dataset.py')
+        device = feature_targets[0].points.device
+        rows = draw_rows(counts, self.num_feature_queries, device)
+
+        def cat(key):
+            return torch.cat([getattr(t, key) for t in feature_targets])
+
+        queries = torch.cat([cat('points')[rows], cat('times_s')[rows][..., None]], dim=-1)
+        return queries.float(), cat('features')[rows].float()
 
     @staticmethod
-    def _stack(pairs):
-        return dict(
-            queries=torch.stack([q for q, _ in pairs]),
-            labels=torch.stack([lab for _, lab in pairs]))
+    def _pair(pair):
+        queries, labels = pair
+        return dict(queries=queries, labels=labels)
+
+
+def _sample_name(sample: BaseDataElement) -> str:
+    """'log <id> @ <timestamp>' of a data sample, for errors."""
+    log_id = sample.metainfo.get('log_id', '?')
+    return f'log {log_id} @ {sample.metainfo.get("timestamp_ns", "?")}'
