@@ -355,6 +355,37 @@ def test_load_feature_targets_puts_points_in_the_reference_frame(synthetic_av2_r
     assert start == len(targets['points']) and targets['features'].dtype == np.float16
 
 
+def test_a_feature_target_subset_keeps_each_point_with_its_feature(synthetic_av2_root, infos,
+                                                                   feature_cache):
+    """With ``max_points_per_sweep``, every kept target is one cached row: its point (float32
+    math) is that row's point moved by av2's float64 poses, its feature that row's feature,
+    rows in file order and distinct."""
+    cache_dir, _ = feature_cache
+    info = _dataset(synthetic_av2_root, infos['val'], []).get_data_info(1)
+    np.random.seed(0)
+    limit = 40
+    targets = TRANSFORMS.build(
+        dict(type='LoadFeatureTargets', cache_dir=str(cache_dir),
+             max_points_per_sweep=limit))(info)['feature_targets']
+    log_dir = Path(synthetic_av2_root) / info['log']['log_dir']
+    poses = read_city_SE3_ego(log_dir)
+    ref_from_city = poses[info['timestamp_ns']].inverse()
+    start = 0
+    for stamp in info['future_timestamps_ns']:
+        cached = np.load(cache_dir / info['log_id'] / f'{stamp}.npz')
+        assert len(cached['point_index']) > limit
+        sweep = Sweep.from_feather(log_dir / 'sensors' / 'lidar' / f'{stamp}.feather')
+        every = ref_from_city.compose(poses[stamp]).transform_point_cloud(
+            sweep.xyz[cached['point_index']])
+        chunk = slice(start, start + limit)
+        gap = np.linalg.norm(targets['points'][chunk, None] - every[None], axis=2)
+        rows = gap.argmin(1)
+        assert gap.min(1).max() < 1e-4 and np.all(np.diff(rows) > 0)
+        np.testing.assert_array_equal(targets['features'][chunk], cached['features'][rows])
+        start += limit
+    assert start == len(targets['points']) == len(targets['features'])
+
+
 def test_a_cache_made_with_other_settings_is_refused(synthetic_av2_root, infos, feature_cache,
                                                      tmp_path):
     cache_dir, _ = feature_cache
@@ -539,19 +570,42 @@ def test_feature_denoiser_loads_from_a_local_file(tmp_path):
 
 
 def test_npz_members_are_memory_mapped_with_the_same_values(tmp_path):
-    from gasp.targets.feature_cache import memmap_npz_member
+    from gasp.targets.cache_manifest import NpzMembers
     rng = np.random.default_rng(0)
     features = rng.normal(size=(1000, 24)).astype(np.float16)
     index = np.arange(1000, dtype=np.int32)[::-1].copy()
-    np.savez(tmp_path / 'stored.npz', features=features, point_index=index, cache_id='abc')
-    np.savez_compressed(tmp_path / 'compressed.npz', features=features)
-    mapped = memmap_npz_member(tmp_path / 'stored.npz', 'features')
+    fortran = np.asfortranarray(rng.normal(size=(7, 5)))
+    np.savez(
+        tmp_path / 'stored.npz',
+        features=features,
+        point_index=index,
+        fortran=fortran,
+        cache_id='abc')
+    np.savez_compressed(tmp_path / 'compressed.npz', features=features, cache_id='abc')
+    with NpzMembers(tmp_path / 'stored.npz') as data:
+        mapped = data.memmap('features')
+        assert sorted(data.files) == ['cache_id', 'features', 'fortran', 'point_index']
+        # Read whole: the same arrays (dtype, shape, order) as np.load gives.
+        with np.load(tmp_path / 'stored.npz') as reference:
+            for name in reference.files:
+                value = data[name]
+                assert value.dtype == reference[name].dtype
+                np.testing.assert_array_equal(value, reference[name])
+        np.testing.assert_array_equal(data.memmap('point_index'), index)
+        np.testing.assert_array_equal(data.memmap('fortran'), fortran)
+        assert str(data['cache_id']) == 'abc'
+        with pytest.raises(KeyError, match='absent is not a file'):
+            data['absent']
     assert isinstance(mapped, np.memmap) and mapped.shape == (1000, 24)
     rows = np.array([3, 999, 0, 512])
     np.testing.assert_array_equal(mapped[rows], features[rows])
-    np.testing.assert_array_equal(memmap_npz_member(tmp_path / 'stored.npz', 'point_index'), index)
-    np.testing.assert_array_equal(
-        memmap_npz_member(tmp_path / 'compressed.npz', 'features'), features)
+    with NpzMembers(tmp_path / 'compressed.npz') as data:
+        np.testing.assert_array_equal(data.memmap('features'), features)
+        np.testing.assert_array_equal(data['features'], features)
+        assert str(data['cache_id']) == 'abc'
     np.savez(tmp_path / 'objects.npz', features=np.array([{'a': 1}], dtype=object))
-    with pytest.raises(ValueError, match='Python objects'):
-        memmap_npz_member(tmp_path / 'objects.npz', 'features')
+    with NpzMembers(tmp_path / 'objects.npz') as data:
+        with pytest.raises(ValueError, match='Python objects'):
+            data.memmap('features')
+        with pytest.raises(ValueError, match='allow_pickle=False'):
+            data['features']

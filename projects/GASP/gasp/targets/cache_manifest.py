@@ -6,6 +6,8 @@ weights hash, image size, reduction, ...). Every per-sweep file stores the manif
 """
 import hashlib
 import json
+import struct
+import zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -89,10 +91,89 @@ def write_or_check_manifest(cache_dir, kind: str, settings: dict, make_it: str) 
     return cache_id
 
 
+class NpzMembers:
+    """The arrays of an ``.npz`` as :func:`numpy.savez` writes it, read without numpy's zip
+    streaming: ``data[name]`` reads a member whole with one read (``np.load`` copies it
+    through ``zipfile`` in small blocks and checks its CRC), ``data.memmap(name)``
+    memory-maps it (a sample needs a few thousand rows of each sweep's arrays: mapping them
+    and copying only those rows is much faster). Compressed members are read whole through
+    ``zipfile`` either way. Arrays of Python objects are refused. Use as a context manager.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with zipfile.ZipFile(self.path) as archive:
+            self._members = {
+                info.filename[:-len('.npy')]: info
+                for info in archive.infolist() if info.filename.endswith('.npy')
+            }
+        self._file = open(self.path, 'rb')
+
+    @property
+    def files(self):
+        """Member names (without ``.npy``)."""
+        return list(self._members)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> 'NpzMembers':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        info = self._member(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self._read_compressed(info)
+        self._seek_member(info)
+        return np.lib.format.read_array(self._file, allow_pickle=False)
+
+    def memmap(self, name: str) -> np.ndarray:
+        """Member ``name`` mapped read-only (index it to read rows)."""
+        info = self._member(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self._read_compressed(info)
+        self._seek_member(info)
+        version = np.lib.format.read_magic(self._file)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version[0] == 1 else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(self._file)
+        if dtype.hasobject:
+            raise ValueError(f'{self.path}: {name}.npy holds Python objects; refusing to load it')
+        return np.memmap(
+            self.path,
+            dtype=dtype,
+            mode='r',
+            offset=self._file.tell(),
+            shape=shape,
+            order='F' if fortran_order else 'C')
+
+    def _member(self, name: str) -> zipfile.ZipInfo:
+        if name not in self._members:
+            raise KeyError(f'{name} is not a file in the archive')
+        return self._members[name]
+
+    def _read_compressed(self, info: zipfile.ZipInfo) -> np.ndarray:
+        with zipfile.ZipFile(self.path) as archive, archive.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+
+    def _seek_member(self, info: zipfile.ZipInfo) -> None:
+        """Put the file at the start of a stored member's ``.npy`` bytes."""
+        self._file.seek(info.header_offset)
+        local_header = self._file.read(30)
+        if local_header[:4] != b'PK\x03\x04':
+            raise ValueError(f'{self.path}: broken zip entry for {info.filename}')
+        name_len, extra_len = struct.unpack('<HH', local_header[26:30])
+        self._file.seek(info.header_offset + 30 + name_len + extra_len)
+
+
 def read_cached_sweep(path: Path, what: str, cache_id: str, log_id: str, timestamp_ns: int,
-                      missing_fix: str, read: Callable[[Path, 'np.lib.npyio.NpzFile'],
-                                                       dict]) -> dict:
-    """Read one sweep's ``.npz`` of a cache: ``read(path, data)`` picks the arrays.
+                      missing_fix: str, read: Callable[[Path, NpzMembers], dict]) -> dict:
+    """Read one sweep's ``.npz`` of a cache: ``read(path, data)`` picks the arrays
+    (``data[name]`` reads one, ``data.memmap(name)`` maps it; see :class:`NpzMembers`).
 
     Raises:
         AV2DataError: the file is absent (``missing_fix`` says what to do), unreadable, or
@@ -102,7 +183,7 @@ def read_cached_sweep(path: Path, what: str, cache_id: str, log_id: str, timesta
     if not path.is_file():
         raise AV2DataError(f'no cached {what} for this sweep', fix=missing_fix, **where)
     try:
-        with np.load(path) as data:
+        with NpzMembers(path) as data:
             out = read(path, data)
             file_id = str(data['cache_id'])
     except Exception as err:
