@@ -11,6 +11,7 @@ from ...targets.feature_cache import (FEATURES_KIND, FEATURES_VERSION, MAKE_FEAT
                                       read_sweep_features)
 from ..errors import AV2DataError
 from ..log_frames import read_log_sweep, ref_from_ego_at, sweep_path
+from ..subsampling import random_rows, sample_rng
 from .load_past_sweeps import NS_PER_S
 
 
@@ -75,10 +76,10 @@ class LoadFeatureTargets(BaseTransform):
         log = results['log']
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
-        out = {k: [] for k in ('points', 'times_s', 'features')}
-        for k, stamp in enumerate(stamps):
+        rng = sample_rng()
+        picked = []
+        for stamp in stamps:
             cached = read_sweep_features(self.cache_dir, log['log_id'], stamp, cache_id)
-            path = sweep_path(results, stamp)
             sweep = read_log_sweep(results, stamp, memo=True)
             rows = cached['point_index']
             if len(rows) and rows.max() >= len(sweep['xyz_ego']):
@@ -86,17 +87,25 @@ class LoadFeatureTargets(BaseTransform):
                     f'cached point index {int(rows.max())} but the sweep has '
                     f'{len(sweep["xyz_ego"])} points (the sweep file changed)',
                     log_id=log['log_id'],
-                    path=str(path),
+                    path=str(sweep_path(results, stamp)),
                     timestamp_ns=int(stamp),
                     fix=f'rebuild the feature cache with `{MAKE_FEATURES}`.')
-            keep = np.arange(len(rows))
-            if self.max_points_per_sweep is not None and len(keep) > self.max_points_per_sweep:
-                keep = np.sort(np.random.choice(keep, self.max_points_per_sweep, replace=False))
-            points_ref = transform_points(ref_from_ego[k],
-                                          sweep['xyz_ego'][rows[keep]].astype(np.float64))
-            out['points'].append(points_ref.astype(np.float32))
-            out['times_s'].append(
-                np.full(len(keep), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
-            out['features'].append(np.asarray(cached['features'][keep], dtype=np.float16))
-        results['feature_targets'] = {k: np.concatenate(v) for k, v in out.items()}
+            keep = random_rows(len(rows), self.max_points_per_sweep, rng)
+            picked.append((np.take(sweep['xyz_ego'], rows[keep], axis=0), cached['features'], keep))
+        # One output array per field, each sweep written into its rows; the features keep
+        # the cache's float16 (the data preprocessor converts the few it draws).
+        count = sum(len(keep) for _, _, keep in picked)
+        dim = picked[0][1].shape[1] if picked else 0
+        out = dict(
+            points=np.empty((count, 3), np.float32),
+            times_s=np.empty(count, np.float32),
+            features=np.empty((count, dim), np.float16))
+        start = 0
+        for k, (stamp, (xyz_ego, features, keep)) in enumerate(zip(stamps, picked)):
+            span = slice(start, start + len(keep))
+            start += len(keep)
+            transform_points(ref_from_ego[k], xyz_ego, out=out['points'][span])
+            out['times_s'][span] = (stamp - results['timestamp_ns']) / NS_PER_S
+            np.take(features, keep, axis=0, out=out['features'][span])
+        results['feature_targets'] = out
         return results

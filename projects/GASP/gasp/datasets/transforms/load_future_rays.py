@@ -7,6 +7,7 @@ from mmdet3d.registry import TRANSFORMS
 
 from ...geometry import outside_box_xy, transform_points
 from ..log_frames import lidar_index, lidar_names, read_log_sweep, ref_from_ego_at
+from ..subsampling import random_rows, sample_rng, sorted_rows
 from .load_past_sweeps import NS_PER_S
 
 
@@ -58,13 +59,12 @@ class LoadFutureRays(BaseTransform):
         count, limit = len(xyz_ego), self.max_rays_per_sweep
         if limit is not None and count > limit:
             draw = rng.choice(count, min(count, int(limit * 1.25) + 16), replace=False)
-            valid = draw[self._valid(xyz_ego[draw], lidar_index(log, lasers[draw]), lidar_pos_ego)]
+            valid = draw[self._valid(
+                np.take(xyz_ego, draw, axis=0), lidar_index(log, lasers[draw]), lidar_pos_ego)]
             if len(valid) >= limit:
-                return np.sort(valid[:limit])
+                return sorted_rows(valid[:limit], count)
         keep = np.flatnonzero(self._valid(xyz_ego, lidar_index(log, lasers), lidar_pos_ego))
-        if limit is not None and len(keep) > limit:
-            keep = np.sort(rng.choice(keep, limit, replace=False, shuffle=False))
-        return keep
+        return keep[random_rows(len(keep), limit, rng)]
 
     def transform(self, results: dict) -> dict:
         log = results['log']
@@ -72,24 +72,31 @@ class LoadFutureRays(BaseTransform):
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
         lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3]
                                   for name in lidar_names(log)]).astype(np.float32)
-        # Subsampling draws from numpy's global RNG (seeded per worker by mmengine).
-        rng = np.random.default_rng(np.random.randint(2**31))
-        out = {k: [] for k in ('origins', 'directions', 'depths', 'times_s', 'sweep_index')}
-        for k, stamp in enumerate(stamps):
-            sweep = read_log_sweep(results, stamp, memo=True)
-            rows = self._select_rays(sweep, log, lidar_pos_ego, rng)
-            xyz_ego = sweep['xyz_ego'][rows]
+        rng = sample_rng()
+        sweeps = [read_log_sweep(results, stamp, memo=True) for stamp in stamps]
+        selected = [self._select_rays(sweep, log, lidar_pos_ego, rng) for sweep in sweeps]
+        # One output array per field, each sweep written into its rows.
+        count = sum(len(rows) for rows in selected)
+        out = dict(
+            origins=np.empty((count, 3), np.float32),
+            directions=np.empty((count, 3), np.float32),
+            depths=np.empty(count, np.float32),
+            times_s=np.empty(count, np.float32),
+            sweep_index=np.empty(count, np.int16))
+        start = 0
+        for k, (stamp, sweep, rows) in enumerate(zip(stamps, sweeps, selected)):
+            span = slice(start, start + len(rows))
+            start += len(rows)
             lidar_id = lidar_index(log, sweep['laser_number'][rows])
-            offsets_ego = xyz_ego - lidar_pos_ego[lidar_id]
+            offsets_ego = np.take(sweep['xyz_ego'], rows, axis=0) - lidar_pos_ego[lidar_id]
             depth = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
             lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)
-            out['origins'].append(lidar_pos_ref[lidar_id])
-            out['directions'].append((offsets_ego / depth[:, None]) @ rotation.T)
-            out['depths'].append(depth)
-            out['times_s'].append(
-                np.full(len(depth), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
-            out['sweep_index'].append(np.full(len(depth), k, np.int16))
-        results['rays'] = {k: np.concatenate(v) for k, v in out.items()}
+            np.take(lidar_pos_ref, lidar_id, axis=0, out=out['origins'][span])
+            np.matmul(offsets_ego / depth[:, None], rotation.T, out=out['directions'][span])
+            out['depths'][span] = depth
+            out['times_s'][span] = (stamp - results['timestamp_ns']) / NS_PER_S
+            out['sweep_index'][span] = k
+        results['rays'] = out
         return results

@@ -11,6 +11,7 @@ from ...targets.missing_rays import (MAKE_MISSING_RAYS, MISSING_RAYS_KIND, MISSI
                                      read_missing_rays)
 from ..errors import AV2DataError
 from ..log_frames import lidar_index, lidar_names, ref_from_ego_at
+from ..subsampling import random_rows, sample_rng
 from .load_past_sweeps import NS_PER_S
 
 
@@ -61,19 +62,30 @@ class LoadMissingRays(BaseTransform):
         stamps = results['future_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
         lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3] for name in lidar_names(log)])
-        out = {k: [] for k in ('origins', 'directions', 'times_s')}
-        for k, stamp in enumerate(stamps):
+        rng = sample_rng()
+        picked = []
+        for stamp in stamps:
             rays = read_missing_rays(self.cache_dir, log['log_id'], stamp, cache_id)
-            keep = np.arange(len(rays['laser_number']))
-            if self.max_rays_per_sweep is not None and len(keep) > self.max_rays_per_sweep:
-                keep = np.sort(np.random.choice(keep, self.max_rays_per_sweep, replace=False))
-            unit = lidar_index(log, rays['laser_number'][keep])
-            out['origins'].append(
-                transform_points(ref_from_ego[k], lidar_pos_ego[unit]).astype(np.float32))
-            out['directions'].append((
-                rays['directions_ego'][keep].astype(np.float64) @ ref_from_ego[k][:3, :3].T).astype(
-                    np.float32))
-            out['times_s'].append(
-                np.full(len(keep), (stamp - results['timestamp_ns']) / NS_PER_S, np.float32))
-        results['missing_rays'] = {k: np.concatenate(v) for k, v in out.items()}
+            keep = random_rows(len(rays['laser_number']), self.max_rays_per_sweep, rng)
+            picked.append((rays['directions_ego'][keep], rays['laser_number'][keep]))
+        # One output array per field, each sweep written into its rows.
+        count = sum(len(lasers) for _, lasers in picked)
+        out = dict(
+            origins=np.empty((count, 3), np.float32),
+            directions=np.empty((count, 3), np.float32),
+            times_s=np.empty(count, np.float32))
+        start = 0
+        for k, (stamp, (directions_ego, lasers)) in enumerate(zip(stamps, picked)):
+            span = slice(start, start + len(lasers))
+            start += len(lasers)
+            # Each lidar's position moved once, then gathered per ray.
+            lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego).astype(np.float32)
+            np.take(lidar_pos_ref, lidar_index(log, lasers), axis=0, out=out['origins'][span])
+            rotation = ref_from_ego[k, :3, :3].astype(np.float32)
+            np.matmul(
+                directions_ego.astype(np.float32, copy=False),
+                rotation.T,
+                out=out['directions'][span])
+            out['times_s'][span] = (stamp - results['timestamp_ns']) / NS_PER_S
+        results['missing_rays'] = out
         return results

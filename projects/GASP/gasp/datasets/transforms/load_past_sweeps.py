@@ -30,22 +30,27 @@ class LoadPastSweeps(BaseTransform):
     def __init__(self, ego_box_xy: Sequence[float] = (-1.25, -1.2, 4.1, 1.2)):
         self.ego_box_xy = ego_box_xy
 
+    def _outside_ego_box(self, sweep: dict):
+        """(xyz_ego (N, 3), intensity (N,)) of the returns outside the ego box."""
+        if self.ego_box_xy is None:
+            return sweep['xyz_ego'], sweep['intensity']
+        keep = outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
+        # np.compress: boolean row indexing of an (N, 3) array is 4x slower.
+        return np.compress(keep, sweep['xyz_ego'], axis=0), np.compress(keep, sweep['intensity'])
+
     def transform(self, results: dict) -> dict:
         log = results['log']
         stamps = results['past_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
-        chunks = []
-        for k, stamp in enumerate(stamps):
-            sweep = read_log_sweep(results, stamp)
-            keep = (
-                outside_box_xy(sweep['xyz_ego'], self.ego_box_xy)
-                if self.ego_box_xy is not None else slice(None))
-            xyz_ref = transform_points(ref_from_ego[k], sweep['xyz_ego'][keep])
-            t_rel_s = np.float32((stamp - results['timestamp_ns']) / NS_PER_S)
-            chunk = np.empty((len(xyz_ref), 5), dtype=np.float32)
-            chunk[:, :3] = xyz_ref
-            chunk[:, 3] = sweep['intensity'][keep] / np.float32(255.0)
-            chunk[:, 4] = t_rel_s
-            chunks.append(chunk)
-        results['points'] = np.concatenate(chunks)
+        sweeps = [self._outside_ego_box(read_log_sweep(results, stamp)) for stamp in stamps]
+        # One output array, each sweep written into its rows (no per-sweep chunks to join).
+        points = np.empty((sum(len(xyz) for xyz, _ in sweeps), 5), dtype=np.float32)
+        start = 0
+        for k, (stamp, (xyz_ego, intensity)) in enumerate(zip(stamps, sweeps)):
+            rows = points[start:start + len(xyz_ego)]
+            start += len(xyz_ego)
+            transform_points(ref_from_ego[k], xyz_ego, out=rows[:, :3])
+            rows[:, 3] = intensity / np.float32(255.0)
+            rows[:, 4] = np.float32((stamp - results['timestamp_ns']) / NS_PER_S)
+        results['points'] = points
         return results
