@@ -688,7 +688,7 @@ def host_syncs(fn) -> list:
         finally:
             torch.cuda.set_sync_debug_mode('default')
     return [
-        f'{Path(w.filename).name}:{w.lineno}' for w in caught
+        f'{"/".join(Path(w.filename).parts[-2:])}:{w.lineno}' for w in caught
         if 'synchroniz' in str(w.message).lower()
     ]
 
