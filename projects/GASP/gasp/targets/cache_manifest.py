@@ -6,6 +6,7 @@ weights hash, image size, reduction, ...). Every per-sweep file stores the manif
 """
 import hashlib
 import json
+import mmap
 import struct
 import zipfile
 from pathlib import Path
@@ -102,12 +103,17 @@ class NpzMembers:
 
     def __init__(self, path):
         self.path = Path(path)
-        with zipfile.ZipFile(self.path) as archive:
-            self._members = {
-                info.filename[:-len('.npy')]: info
-                for info in archive.infolist() if info.filename.endswith('.npy')
-            }
         self._file = open(self.path, 'rb')
+        self._map = None
+        try:
+            with zipfile.ZipFile(self._file) as archive:  # leaves the file open
+                self._members = {
+                    info.filename[:-len('.npy')]: info
+                    for info in archive.infolist() if info.filename.endswith('.npy')
+                }
+        except BaseException:
+            self._file.close()
+            raise
 
     @property
     def files(self):
@@ -131,7 +137,8 @@ class NpzMembers:
         return np.lib.format.read_array(self._file, allow_pickle=False)
 
     def memmap(self, name: str) -> np.ndarray:
-        """Member ``name`` mapped read-only (index it to read rows)."""
+        """Member ``name`` mapped read-only (index it to read rows); the map stays open while
+        an array of it lives."""
         info = self._member(name)
         if info.compress_type != zipfile.ZIP_STORED:
             return self._read_compressed(info)
@@ -143,13 +150,11 @@ class NpzMembers:
         shape, fortran_order, dtype = read_header(self._file)
         if dtype.hasobject:
             raise ValueError(f'{self.path}: {name}.npy holds Python objects; refusing to load it')
-        return np.memmap(
-            self.path,
-            dtype=dtype,
-            mode='r',
-            offset=self._file.tell(),
-            shape=shape,
-            order='F' if fortran_order else 'C')
+        if self._map is None:  # one map of the file serves every member (np.memmap: one each)
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        flat = np.frombuffer(
+            self._map, dtype=dtype, count=int(np.prod(shape)), offset=self._file.tell())
+        return flat.reshape(shape, order='F' if fortran_order else 'C')
 
     def _member(self, name: str) -> zipfile.ZipInfo:
         if name not in self._members:
