@@ -101,7 +101,9 @@ class LoadFeatureTargets(BaseTransform):
             times_s=np.empty(count, np.float32),
             features=np.empty((count, dim), np.float16))
         start = 0
-        for k, (stamp, (xyz_ego, features, keep)) in enumerate(zip(stamps, picked)):
+        for k, stamp in enumerate(stamps):
+            # Each map is let go once its rows are taken (touched mapped pages stay resident).
+            (xyz_ego, features, keep), picked[k] = picked[k], None
             span = slice(start, start + len(keep))
             start += len(keep)
             transform_points(ref_from_ego[k], xyz_ego, out=out['points'][span])
