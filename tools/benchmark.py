@@ -340,8 +340,7 @@ def bench_render(args, ceilings, rows):
                 triton=render_expected_depth_triton,
                 reference=render_expected_depth_reference).items():
             depth = fn(origins, directions, density, **kwargs)
-            ms = cuda_time_ms(lambda: fn(origins, directions, density, **kwargs),
-                              max(3, args.reps // 4))
+            ms = cuda_time_ms(lambda: fn(origins, directions, density, **kwargs), args.reps)
             rows.append(
                 dict(
                     op=f'render_expected_depth (min_T={min_transmittance:g})',
@@ -646,16 +645,31 @@ def kernel_busy(fn, steps: int, details: bool = False):
     DMA) do not count; the profiler's own start and stop are outside the wall time.
 
     With ``details``, a third item: copy time (ms), the idle gaps longer than 1 ms (count and
-    ms) and the longest gap, for the account of where an under-busy step waits.
+    ms), the longest gap and the host's garbage-collection pauses, for the account of where an
+    under-busy step waits.
     """
+    import gc
+
     from torch.profiler import ProfilerActivity, profile
+    pauses, started = [], []
+
+    def on_gc(phase, info):  # the garbage collector stops this thread while it runs
+        if phase == 'start':
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append(time.perf_counter() - started.pop())
+
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        torch.cuda.synchronize()
-        wall_us = (time.perf_counter() - start) * 1e6
+    gc.callbacks.append(on_gc)
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            torch.cuda.synchronize()
+            wall_us = (time.perf_counter() - start) * 1e6
+    finally:
+        gc.callbacks.remove(on_gc)
     with tempfile.TemporaryDirectory() as tmp:
         trace_path = os.path.join(tmp, 'trace.json')
         prof.export_chrome_trace(trace_path)
@@ -671,7 +685,9 @@ def kernel_busy(fn, steps: int, details: bool = False):
         copy_ms_per_call=_union_us(copies) / 1e3 / steps,
         gaps_over_1ms_per_call=len(gaps) / steps,
         gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / steps,
-        longest_gap_ms=max(gaps, default=0.0) / 1e3)
+        longest_gap_ms=max(gaps, default=0.0) / 1e3,
+        gc_ms_per_call=1e3 * sum(pauses) / steps,
+        longest_gc_ms=1e3 * max(pauses, default=0.0))
 
 
 def host_syncs(fn) -> list:

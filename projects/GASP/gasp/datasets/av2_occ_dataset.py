@@ -1,7 +1,7 @@
 """AV2 occupancy pre-training dataset: one info entry per reference sweep."""
 import logging
 import os.path as osp
-from typing import Any, List
+from typing import Any, List, Optional
 
 from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 
 from .av2_infos import INFO_VERSION
 from .errors import AV2DataError
+from .worker_process import configure_worker_process
 
 
 @DATASETS.register_module()
@@ -31,6 +32,9 @@ class AV2OccDataset(BaseDataset):
             metainfo ``load_failures`` (``SkippedSamplesHook`` logs the count). The
             replacement does not depend on random state, so a resumed run skips alike.
         max_skips_in_a_row: with 'skip', give up after this many failing samples in a row.
+        worker_process: settings of the dataloader worker processes, applied once in each
+            (see :func:`.worker_process.configure_worker_process`: ``nice``,
+            ``reserve_cores_per_rank``, ``malloc_pad_mib``); None leaves them as started.
         **kwargs: passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
@@ -44,6 +48,7 @@ class AV2OccDataset(BaseDataset):
                  max_samples: int = -1,
                  on_load_error: str = 'raise',
                  max_skips_in_a_row: int = 16,
+                 worker_process: Optional[dict] = None,
                  **kwargs):
         if on_load_error not in ('raise', 'skip'):
             raise ValueError(f"AV2OccDataset: on_load_error must be 'raise' or 'skip', got "
@@ -52,6 +57,7 @@ class AV2OccDataset(BaseDataset):
         self.on_load_error = on_load_error
         self.max_skips_in_a_row = max_skips_in_a_row
         self.num_skipped = 0
+        self.worker_process = dict(worker_process or {})
         self.logs = {}
         # Built from mmdet3d's registry, so the dataset works whatever the default scope.
         pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
@@ -92,6 +98,8 @@ class AV2OccDataset(BaseDataset):
 
     def prepare_data(self, idx: int) -> Any:
         """Run the pipeline on sample ``idx``, following ``on_load_error`` when it fails."""
+        if self.worker_process:
+            configure_worker_process(**self.worker_process)
         if self.on_load_error == 'raise':
             try:
                 return super().prepare_data(idx)
