@@ -34,6 +34,7 @@ import json
 import math
 import os
 import resource
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -93,6 +94,11 @@ def parse_args():
         type=int,
         default=10,
         help='data mode: steps before measuring (workers start, queues fill)')
+    parser.add_argument(
+        '--gil-switch-interval',
+        type=float,
+        help='data mode: sys.setswitchinterval in seconds (default: the config\'s '
+        'env_cfg.gil_switch_interval_s, else Python\'s 0.005)')
     parser.add_argument(
         '--data-batch-sizes',
         type=int,
@@ -1071,8 +1077,13 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
 
 def run_data(args):
     from mmengine.registry import init_default_scope
+
+    from gasp.engine.runner_setup import set_gil_switch_interval
     init_default_scope('mmdet3d')
     cfg = load_config(args.config, args.cfg_options)
+    if args.gil_switch_interval:
+        cfg.env_cfg['gil_switch_interval_s'] = args.gil_switch_interval
+    set_gil_switch_interval(cfg)  # as tools/train.py
     dataset_cfg = dataset_config(cfg, args)
     breakdown = worker_breakdown(dataset_cfg, args.num_samples)
     print(f'one worker: {breakdown["samples_per_s"]:.2f} samples/s', flush=True)
@@ -1104,7 +1115,11 @@ def run_data(args):
                   f'reading {1e3 * breakdown["read_seconds_per_sample"]:.0f} ms') + blank)
     for name, seconds in breakdown['transform_seconds_per_sample'].items():
         table.append(('', name, f'{1e3 * seconds:.1f} ms', '', '') + blank)
-    return dict(cpus=cpus, worker_breakdown=breakdown, fed=runs), table
+    return dict(
+        cpus=cpus,
+        gil_switch_interval_s=sys.getswitchinterval(),
+        worker_breakdown=breakdown,
+        fed=runs), table
 
 
 def print_table(table):

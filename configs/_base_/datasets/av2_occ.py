@@ -24,6 +24,9 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file=info_dir + 'av2_occ_infos_train.pkl',
+        # Loader workers yield the CPU to the training process (which launches the GPU
+        # work), stay off its cores, and reuse freed memory (see worker_process.py).
+        worker_process=dict(nice=10, reserve_cores_per_rank=2, malloc_pad_mib=256),
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,

@@ -1,6 +1,7 @@
 """Config adjustments and runner set-up shared by tools/train.py, tools/test.py and
 tools/demo.py."""
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config
@@ -49,7 +50,22 @@ def config_from_args(args) -> Config:
     return cfg
 
 
+def set_gil_switch_interval(cfg: Config) -> None:
+    """Apply ``env_cfg.gil_switch_interval_s`` (``sys.setswitchinterval``) when the config
+    sets it.
+
+    The dataloader's pin-memory thread unpickles every batch in the training process and
+    holds the GIL while it does; the main thread, which releases the GIL in every torch call,
+    then waits up to the switch interval (5 ms by default) to get it back, with no GPU work
+    launched meanwhile. A shorter interval bounds those waits.
+    """
+    interval = cfg.get('env_cfg', {}).get('gil_switch_interval_s')
+    if interval:
+        sys.setswitchinterval(float(interval))
+
+
 def build_runner(cfg: Config) -> Runner:
+    set_gil_switch_interval(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
