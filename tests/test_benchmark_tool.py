@@ -1,5 +1,6 @@
 """The step mode of ``tools/benchmark.py`` on CPU: FLOP / byte accounting of a tiny GASP model
 against hand-computed layer costs, the floor arithmetic, and the in-memory AV2-count batches."""
+import copy
 import importlib.util
 import os
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 import gasp  # noqa: F401  (registers the GASP modules)
+from gasp.datasets.collate import unpack_batch
 
 _TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tools', 'benchmark.py')
 _spec = importlib.util.spec_from_file_location('gasp_benchmark_tool', _TOOL)
@@ -72,7 +74,11 @@ def prepared():
 
 
 def test_synthetic_batch_has_the_counts_and_feeds_the_preprocessor(prepared):
-    model, data, inputs = prepared
+    model, packed, inputs = prepared
+    # The batch is gasp_collate's (one tensor per field); per sample once unpacked.
+    # points, 4 ray fields, 3 ego-path fields, the footprint
+    assert len(list(packed['packed'].keys())) == 9
+    data = unpack_batch(copy.deepcopy(packed))
     assert len(data['inputs']['points']) == 2
     points = data['inputs']['points'][0]
     assert points.shape == (2 * 500, 5) and torch.isfinite(points).all()
@@ -85,7 +91,7 @@ def test_synthetic_batch_has_the_counts_and_feeds_the_preprocessor(prepared):
     # Packed bytes: points (2 x 1000 x 5 fp32) + rays (120 x (3 + 3 + 1 + 1) fp32) + ego path
     # (7 knots x 4 fp32) + footprint (4 fp32), per sample.
     per_sample = 1000 * 5 * 4 + 120 * 8 * 4 + 7 * 4 * 4 + 4 * 4
-    assert benchmark.batch_bytes(data) == 2 * per_sample
+    assert benchmark.batch_bytes(data) == benchmark.batch_bytes(packed) == 2 * per_sample
 
 
 def test_sample_counts_of_the_gasp_av2_config():

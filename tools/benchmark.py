@@ -479,11 +479,12 @@ def sample_counts(cfg, points_per_sweep: int) -> dict:
 
 
 def synthetic_batch(counts: dict, batch_size: int, generator: torch.Generator) -> dict:
-    """A batch as ``PackGASPInputs`` + ``pseudo_collate`` + the dataloader's pin-memory thread
+    """A batch as ``PackGASPInputs`` + ``gasp_collate`` + the dataloader's pin-memory thread
     give it, built in memory (CPU) at ``counts``: lidar-like past sweeps (ring pattern, ranges
     2-80 m, a ground plane), future rays from a lidar moving at 10 m/s, missing rays, an ego
     path and feature targets; tensors in pinned memory (as ``pin_memory=True`` configs) when
     there is a GPU."""
+    from gasp.datasets.collate import gasp_collate
     from gasp.structures import PinnableDataElement as BaseDataElement
     pin = torch.cuda.is_available()
 
@@ -541,10 +542,14 @@ def synthetic_batch(counts: dict, batch_size: int, generator: torch.Generator) -
                 points=origins + directions * ranges(directions)[:, None],
                 times_s=t,
                 features=torch.randn(len(t), counts['feature_dim'], generator=generator).half())
-        samples.append(sample.pin_memory() if pin else sample)
+        samples.append(sample)
+    batch = gasp_collate([
+        dict(inputs=dict(points=points), data_samples=sample)
+        for points, sample in zip(inputs, samples)
+    ])
     if pin:
-        inputs = [points.pin_memory() for points in inputs]
-    return dict(inputs=dict(points=inputs), data_samples=samples)
+        batch['packed'] = batch['packed'].pin_memory()
+    return batch
 
 
 def build_training(cfg, device: str, amp: bool):

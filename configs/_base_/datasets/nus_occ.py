@@ -27,7 +27,7 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,  # with the data preprocessor's non_blocking copy: no host stall
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
+    collate_fn=dict(type='gasp_collate'),  # one tensor per field and batch (collate.py)
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

@@ -7,6 +7,7 @@ from mmengine.model import BaseDataPreprocessor
 from mmengine.structures import BaseDataElement
 
 from gasp_ops import bev_voxelize
+from ...datasets.collate import unpack_batch
 from ..samplers.batched_rows import draw_rows
 
 
@@ -66,7 +67,9 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
             self.voxel_layer = Voxelization(**voxel_layer)
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
+        # A gasp_collate batch moves as a few packed tensors and is split into per-sample
+        # views on the device.
+        data = unpack_batch(self.cast_data(data))
         points: List[torch.Tensor] = data['inputs']['points']
         samples: List[BaseDataElement] = data['data_samples']
         inputs = dict(points=points)
