@@ -978,9 +978,9 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
     reading = dict(seconds=0.0, files=0, points=0)
     original = av2_io.read_sweep
 
-    def timed_read_sweep(path, log_id):
+    def timed_read_sweep(*args, **kwargs):
         start = time.perf_counter()
-        out = original(path, log_id)
+        out = original(*args, **kwargs)
         reading['seconds'] += time.perf_counter() - start
         reading['files'] += 1
         reading['points'] += len(out['xyz_ego'])
