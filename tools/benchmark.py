@@ -1022,6 +1022,13 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
         peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def _host_allocations() -> int:
+    """Pinned host blocks torch allocated so far (each a ``cudaHostAlloc``, which takes the
+    driver's lock and so can stall kernel launches); 0 on builds without the statistic."""
+    stats = getattr(torch.cuda, 'host_memory_stats', None)
+    return int(stats().get('num_host_alloc', 0)) if stats is not None else 0
+
+
 def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int,
                  warmup: int) -> dict:
     """Train ``steps`` steps from the config's real mmengine dataloader with ``num_workers``
@@ -1060,7 +1067,9 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
         waits.append(time.perf_counter() - t0)
         model.train_step(data, optim_wrapper)
 
+    host_allocs_before = _host_allocations()
     fed_busy, fed_wall_s, fed_idle = kernel_busy(fed_step, steps, details=True)
+    fed_idle['pinned_allocations_per_step'] = (_host_allocations() - host_allocs_before) / steps
     in_memory_busy, _, in_memory_idle = kernel_busy(
         lambda: model.train_step(first, optim_wrapper), steps, details=True)
     in_memory_ms = step_ms(model, optim_wrapper, first, steps)
