@@ -1086,7 +1086,12 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
         in_memory_step_ms=in_memory_ms,
         in_memory_gpu_busy_fraction=in_memory_busy,
         in_memory_idle=in_memory_idle,
-        busy_vs_in_memory=fed_busy / in_memory_busy)
+        busy_vs_in_memory=fed_busy / in_memory_busy,
+        host_memory_stats={
+            k: v
+            for k, v in getattr(torch.cuda, 'host_memory_stats', dict)().items()
+            if isinstance(v, (int, float))
+        })
 
 
 def run_data(args):
