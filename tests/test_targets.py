@@ -507,6 +507,20 @@ def test_load_missing_rays_in_the_reference_frame(synthetic_av2_root, infos, mis
         TRANSFORMS.build(dict(type='LoadMissingRays', cache_dir=str(tmp_path)))(dict(info))
 
 
+def test_missing_rays_pick_converts_only_the_kept_rows(synthetic_av2_root, infos, missing_cache):
+    from gasp.targets import read_missing_rays
+    info = _dataset(synthetic_av2_root, infos['train'], []).get_data_info(2)
+    loader = TRANSFORMS.build(dict(type='LoadMissingRays', cache_dir=str(missing_cache)))
+    cache_id = loader._check_cache()
+    stamp = info['future_timestamps_ns'][0]
+    full = read_missing_rays(missing_cache, info['log_id'], stamp, cache_id)
+    rows = np.array([0, 3, 7, len(full['laser_number']) - 1])
+    picked = read_missing_rays(
+        missing_cache, info['log_id'], stamp, cache_id, pick=lambda count: rows)
+    assert np.array_equal(picked['directions_ego'], full['directions_ego'][rows])
+    assert np.array_equal(picked['laser_number'], full['laser_number'][rows])
+
+
 TINY_V3 = dict(embed_dim=32, depth=1, num_heads=2)
 
 

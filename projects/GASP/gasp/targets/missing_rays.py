@@ -14,7 +14,7 @@ Every file is written atomically; done sweeps are skipped, so a run can be resum
 """
 import json
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -37,9 +37,17 @@ def missing_rays_path(cache_dir, log_id: str, timestamp_ns: int) -> Path:
     return Path(cache_dir) / log_id / f'{int(timestamp_ns)}.npz'
 
 
-def read_missing_rays(cache_dir, log_id: str, timestamp_ns: int,
-                      cache_id: str) -> Dict[str, np.ndarray]:
+def read_missing_rays(cache_dir,
+                      log_id: str,
+                      timestamp_ns: int,
+                      cache_id: str,
+                      pick: Optional[Callable[[int], np.ndarray]] = None) -> Dict[str, np.ndarray]:
     """Load one sweep's missing rays.
+
+    Args:
+        pick: optional ``pick(count) -> rows``: only those rows of the sweep's ``count`` rays
+            are converted and returned (a loader keeps ~4k of ~20k; converting only them is
+            ~2x faster).
 
     Returns:
         ``directions_ego`` (M, 3) float32 unit vectors and ``laser_number`` (M,) uint8.
@@ -56,8 +64,12 @@ def read_missing_rays(cache_dir, log_id: str, timestamp_ns: int,
         missing_fix=(f'run `{MAKE_MISSING_RAYS} --output-dir {cache_dir}` (it resumes), or '
                      'remove LoadMissingRays from the pipeline.'),
         read=lambda path, data: dict(
-            directions=data['directions_ego'].astype(np.float32), laser=data['laser_number']))
+            directions=data['directions_ego'], laser=data['laser_number']))
     directions, laser = cached['directions'], cached['laser']
+    if pick is not None:
+        rows = pick(len(laser))
+        directions, laser = directions[rows], laser[rows]
+    directions = directions.astype(np.float32, copy=False)
     norm = np.linalg.norm(directions, axis=1, keepdims=True)
     return dict(directions_ego=directions / np.maximum(norm, 1e-6), laser_number=laser)
 

@@ -65,9 +65,14 @@ class LoadMissingRays(BaseTransform):
         rng = sample_rng()
         picked = []
         for stamp in stamps:
-            rays = read_missing_rays(self.cache_dir, log['log_id'], stamp, cache_id)
-            keep = random_rows(len(rays['laser_number']), self.max_rays_per_sweep, rng)
-            picked.append((rays['directions_ego'][keep], rays['laser_number'][keep]))
+            # Only the kept rows are converted and normalised.
+            rays = read_missing_rays(
+                self.cache_dir,
+                log['log_id'],
+                stamp,
+                cache_id,
+                pick=lambda count: random_rows(count, self.max_rays_per_sweep, rng))
+            picked.append((rays['directions_ego'], rays['laser_number']))
         # One output array per field, each sweep written into its rows.
         count = sum(len(lasers) for _, lasers in picked)
         out = dict(
