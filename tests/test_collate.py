@@ -74,3 +74,14 @@ def test_data_preprocessor_takes_packed_and_pseudo_collated_batches_alike():
     assert torch.equal(packed['inputs']['bev'], plain['inputs']['bev'])
     depths = samples[1]['data_samples'].rays.depths
     assert torch.equal(packed['data_samples'][1].rays.depths, depths)
+
+
+def test_fields_of_different_trailing_shape_or_dtype_stay_per_sample():
+    samples = [packed_sample(4, 6, 'a'), packed_sample(5, 4, 'b')]
+    samples[1]['data_samples'].rays.origins = torch.zeros(4, 2)  # other width
+    samples[1]['data_samples'].rays.depths = torch.zeros(4, dtype=torch.float64)
+    batch = gasp_collate(samples)
+    for sample in batch['data_samples']:
+        assert {'origins', 'depths'} <= set(sample.rays.keys())
+        assert 'sweep_index' not in sample.rays  # this one is packed
+    assert_same_batch(unpack_batch(batch), pseudo_collate(samples))

@@ -59,24 +59,18 @@ def gasp_collate(data_batch: Sequence[dict]) -> dict:
     batch = pseudo_collate(list(data_batch))
     samples: List[BaseDataElement] = batch['data_samples']
     per_sample = [_tensor_fields(s) for s in samples]
-    per_sample_points = batch['inputs'].get('points')
-    keys = set(per_sample[0])
-    for fields in per_sample[1:]:
-        keys &= set(fields)
-    keys = sorted(
-        k for k in keys
-        if len({(f[k].dtype, tuple(f[k].shape[1:]), f[k].dim() > 0) for f in per_sample}) == 1
-        and per_sample[0][k].dim() > 0)
+    keys = sorted(k for k in set.intersection(*(set(f) for f in per_sample))
+                  if _concatenable([f[k] for f in per_sample]))
     packed = PinnableDataElement()
     lengths = {}
     for i, key in enumerate(keys):
         parts = [f[key] for f in per_sample]
         packed.set_field(torch.cat(parts), f'field{i}')
         lengths[f'field{i}'] = (key, [len(p) for p in parts])
-    if isinstance(per_sample_points, list) and per_sample_points and all(
-            isinstance(p, torch.Tensor) for p in per_sample_points):
-        packed.set_field(torch.cat(per_sample_points), 'points')
-        lengths['points'] = (('inputs', 'points'), [len(p) for p in per_sample_points])
+    points = batch['inputs'].get('points')
+    if isinstance(points, list) and points and _concatenable(points):
+        packed.set_field(torch.cat(points), 'points')
+        lengths['points'] = (('inputs', 'points'), [len(p) for p in points])
         batch['inputs']['points'] = None
     packed.set_metainfo(dict(lengths=lengths))
     shells = []
@@ -89,6 +83,12 @@ def gasp_collate(data_batch: Sequence[dict]) -> dict:
     batch['data_samples'] = shells
     batch[PACKED_KEY] = packed
     return batch
+
+
+def _concatenable(parts) -> bool:
+    """Tensors of at least one dimension, one dtype and one trailing shape."""
+    return all(isinstance(p, torch.Tensor) and p.dim() > 0 for p in parts) and len(
+        {(p.dtype, tuple(p.shape[1:])) for p in parts}) == 1
 
 
 def _set_path(element: BaseDataElement, path: tuple, value) -> None:
