@@ -173,3 +173,24 @@ def test_busy_time_is_the_union_of_kernel_intervals():
     assert benchmark._union_us(intervals) == pytest.approx(5.5)
     assert benchmark._gaps_us(intervals) == pytest.approx([2.0, 3.0])
     assert benchmark._gaps_us([(0.0, 5.0), (1.0, 2.0), (4.0, 6.0)]) == []
+
+
+def test_host_activity_in_gaps_names_what_ran_while_the_gpu_idled():
+    events = [
+        dict(cat='kernel', ts=0.0, dur=1000.0),
+        dict(cat='kernel', ts=4000.0, dur=1000.0),  # 3 ms gap [1000, 4000]
+        dict(cat='kernel', ts=5500.0, dur=100.0),  # 0.5 ms gap: too short to count
+        # Main thread: an op covering [1500, 2500] of the gap, then nothing.
+        dict(cat='cpu_op', name='aten::copy_', tid=7, ts=1500.0, dur=1000.0),
+        # Another thread (pin memory): one op across the whole gap and beyond.
+        dict(cat='cpu_op', name='aten::pin_memory', tid=9, ts=500.0, dur=4000.0),
+        dict(cat='cpu_op', name='aten::add', tid=7, ts=4100.0, dur=100.0),  # not in a gap
+        dict(cat='user_annotation', name=benchmark.STEP_LABEL, tid=7, ts=0.0, dur=6000.0),
+    ]
+    found = benchmark.host_activity_in_gaps(events)  # the main thread: the annotated one
+    assert found['gaps'] == 1 and found['gap_ms'] == pytest.approx(3.0)
+    # The main thread ran an op for 1 of the 3 ms.
+    assert found['main_thread_without_op_share'] == pytest.approx(2 / 3)
+    by_op = {(row['thread'], row['op']): row['ms'] for row in found['ops_in_gaps_ms']}
+    assert by_op == {('other', 'aten::pin_memory'): pytest.approx(3.0),
+                     ('main', 'aten::copy_'): pytest.approx(1.0)}

@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -94,6 +95,12 @@ def parse_args():
         type=int,
         default=10,
         help='data mode: steps before measuring (workers start, queues fill)')
+    parser.add_argument(
+        '--profile-host-steps',
+        type=int,
+        default=0,
+        help='data mode: profile this many more fed steps (CPU + CUDA) and report what the '
+        'host threads ran while the GPU idled; the chrome trace is saved in --out-dir')
     parser.add_argument(
         '--gil-switch-interval',
         type=float,
@@ -1022,6 +1029,69 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
         peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+STEP_LABEL = 'benchmark.fed_step'
+
+
+def host_activity_in_gaps(events: list,
+                          main_tid: Optional[int] = None,
+                          min_gap_us: float = 1e3) -> dict:
+    """What the host threads ran while no GPU kernel did: chrome-trace ``events`` of
+    torch.profiler with CPU and CUDA activities, GPU gaps longer than ``min_gap_us``. The
+    main thread is ``main_tid``, or (None) the thread of the :data:`STEP_LABEL` annotations.
+
+    Returns the gaps' total (ms), the share of it during which the main thread ran no
+    operator (blocked: GIL, scheduler, Python outside torch), and per thread ('main' or
+    'other') the operators overlapping the gaps, by overlapped ms (inclusive of nested ones).
+    """
+    if main_tid is None:
+        main_tid = next((e.get('tid') for e in events if e.get('name') == STEP_LABEL), None)
+    kernels = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'kernel']
+    gaps, reach = [], math.inf
+    for begin, finish in sorted(kernels):
+        if begin - reach > min_gap_us:
+            gaps.append((reach, begin))
+        reach = finish if reach == math.inf else max(reach, finish)
+    ops = [e for e in events if e.get('cat') == 'cpu_op' and e.get('dur', 0) > 0]
+    overlap = defaultdict(float)
+    main_spans = []
+    for e in ops:
+        start, end = e['ts'], e['ts'] + e['dur']
+        thread = 'main' if e.get('tid') == main_tid else 'other'
+        for gap_start, gap_end in gaps:
+            shared = min(end, gap_end) - max(start, gap_start)
+            if shared > 0:
+                overlap[(thread, e['name'])] += shared
+                if thread == 'main':
+                    main_spans.append((max(start, gap_start), min(end, gap_end)))
+    gap_us = sum(b - a for a, b in gaps)
+    top = sorted(overlap.items(), key=lambda item: -item[1])[:20]
+    return dict(
+        gaps=len(gaps),
+        gap_ms=gap_us / 1e3,
+        main_thread_without_op_share=(1 - _union_us(main_spans) / gap_us) if gap_us else 0.0,
+        ops_in_gaps_ms=[dict(thread=t, op=name, ms=us / 1e3) for (t, name), us in top])
+
+
+def profile_host(fn, steps: int, trace_path: Optional[Path]) -> dict:
+    """Run ``fn`` ``steps`` times under torch.profiler (CPU and CUDA) and analyse the GPU gaps
+    (:func:`host_activity_in_gaps`); the chrome trace is kept at ``trace_path``."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            with record_function(STEP_LABEL):  # marks the main thread in the trace
+                fn()
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = trace_path or Path(tmp) / 'trace.json'
+        prof.export_chrome_trace(str(path))
+        with open(path) as f:
+            events = json.load(f)['traceEvents']
+    found = host_activity_in_gaps(events)
+    found.update(steps=steps, trace=str(trace_path) if trace_path else None)
+    return found
+
+
 def _host_allocations() -> int:
     """Pinned host blocks torch allocated so far (each a ``cudaHostAlloc``, which takes the
     driver's lock and so can stall kernel launches); 0 on builds without the statistic."""
@@ -1029,8 +1099,14 @@ def _host_allocations() -> int:
     return int(stats().get('num_host_alloc', 0)) if stats is not None else 0
 
 
-def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int,
-                 warmup: int) -> dict:
+def fed_training(cfg,
+                 dataset_cfg,
+                 batch_size: int,
+                 num_workers: int,
+                 steps: int,
+                 warmup: int,
+                 profile_steps: int = 0,
+                 trace_path: Optional[Path] = None) -> dict:
     """Train ``steps`` steps from the config's real mmengine dataloader with ``num_workers``
     workers; how long the loop waited for data and the share of the wall time GPU kernels ran,
     against the same steps on a batch already in memory.
@@ -1040,6 +1116,10 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
     only 3 workers have work and the prefetch queue drains at every epoch end. A real AV2
     epoch is ~100k samples (thousands of batches per worker), which the infinite sampler
     reproduces: every worker busy, no epoch boundary.
+
+    With ``profile_steps``, that many more fed steps run under torch.profiler with CPU
+    activity: the trace goes to ``trace_path`` and :func:`host_activity_in_gaps` says what
+    the host ran while the GPU idled.
     """
     from mmengine.runner import Runner
     loader_cfg = copy.deepcopy(cfg.train_dataloader)
@@ -1070,6 +1150,9 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
     host_allocs_before = _host_allocations()
     fed_busy, fed_wall_s, fed_idle = kernel_busy(fed_step, steps, details=True)
     fed_idle['pinned_allocations_per_step'] = (_host_allocations() - host_allocs_before) / steps
+    host_profile = None
+    if profile_steps:
+        host_profile = profile_host(fed_step, profile_steps, trace_path)
     in_memory_busy, _, in_memory_idle = kernel_busy(
         lambda: model.train_step(first, optim_wrapper), steps, details=True)
     in_memory_ms = step_ms(model, optim_wrapper, first, steps)
@@ -1087,6 +1170,7 @@ def fed_training(cfg, dataset_cfg, batch_size: int, num_workers: int, steps: int
         in_memory_gpu_busy_fraction=in_memory_busy,
         in_memory_idle=in_memory_idle,
         busy_vs_in_memory=fed_busy / in_memory_busy,
+        host_in_gaps=host_profile,
         host_memory_stats={
             k: v
             for k, v in getattr(torch.cuda, 'host_memory_stats', dict)().items()
@@ -1113,8 +1197,16 @@ def run_data(args):
     for batch_size in batch_sizes:
         for num_workers in workers:
             runs.append(
-                fed_training(cfg, dataset_cfg, batch_size, num_workers, args.data_steps,
-                             args.data_warmup))
+                fed_training(
+                    cfg,
+                    dataset_cfg,
+                    batch_size,
+                    num_workers,
+                    args.data_steps,
+                    args.data_warmup,
+                    profile_steps=args.profile_host_steps,
+                    trace_path=(Path(args.out_dir) /
+                                f'fed_trace_b{batch_size}_w{num_workers}.json')))
             print(
                 f'data batch {batch_size} workers {num_workers}: '
                 f'GPU busy {100 * runs[-1]["gpu_busy_fraction"]:.0f}%',
