@@ -1,4 +1,7 @@
-"""Data elements that a dataloader can pin, so that the batch reaches the GPU without a stall."""
+"""Data elements that a dataloader can pin, so that the batch reaches the GPU without a stall,
+and the name of a data sample in messages."""
+from typing import Optional
+
 from mmengine.structures import BaseDataElement
 
 
@@ -18,3 +21,14 @@ class PinnableDataElement(BaseDataElement):
             if hasattr(value, 'pin_memory'):
                 pinned.set_data({key: value.pin_memory()})
         return pinned
+
+
+def sample_name(sample) -> Optional[str]:
+    """``log <id> @ <timestamp_ns>`` of a data sample (from its metainfo, see
+    ``PackGASPInputs``), ``sample <idx>`` without a log id, None without either."""
+    meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
+    if 'log_id' in meta:
+        return f"log {meta['log_id']} @ {meta.get('timestamp_ns')}"
+    if 'sample_idx' in meta:
+        return f"sample {meta['sample_idx']}"
+    return None

@@ -10,6 +10,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
+from ...structures import sample_name
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss or gradient was NaN or infinite; the message names the batch."""
@@ -19,13 +21,9 @@ def describe_batch(data_batch) -> str:
     """``log <id> @ <timestamp_ns>`` for every sample of a batch (from the data samples'
     metainfo, see ``PackGASPInputs``), or ``sample <idx>`` without a log id."""
     samples = data_batch.get('data_samples', []) if isinstance(data_batch, dict) else []
-    names = []
-    for sample in samples if isinstance(samples, (list, tuple)) else [samples]:
-        meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
-        if 'log_id' in meta:
-            names.append(f"log {meta['log_id']} @ {meta.get('timestamp_ns')}")
-        elif 'sample_idx' in meta:
-            names.append(f"sample {meta['sample_idx']}")
+    if not isinstance(samples, (list, tuple)):
+        samples = [samples]
+    names = [name for name in map(sample_name, samples) if name is not None]
     return '; '.join(names) if names else 'a batch without sample metainfo'
 
 

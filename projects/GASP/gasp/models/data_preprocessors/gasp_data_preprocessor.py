@@ -8,6 +8,7 @@ from mmengine.structures import BaseDataElement
 
 from gasp_ops import bev_voxelize
 from ...datasets.collate import unpack_batch
+from ...structures import sample_name
 from ..samplers.batched_rows import draw_rows
 
 
@@ -114,7 +115,7 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         evaluation samples without them get queries from the returns only.
         """
         targets = {}
-        names = [_sample_name(s) for s in samples]
+        names = [sample_name(s) or f'sample {i}' for i, s in enumerate(samples)]
         if self.occupancy_sampler is not None and all('rays' in s for s in samples):
             with_missing = all('missing_rays' in s for s in samples)
             targets['occupancy'] = self._pair(
@@ -155,9 +156,3 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
     def _pair(pair):
         queries, labels = pair
         return dict(queries=queries, labels=labels)
-
-
-def _sample_name(sample: BaseDataElement) -> str:
-    """'log <id> @ <timestamp>' of a data sample, for errors."""
-    log_id = sample.metainfo.get('log_id', '?')
-    return f'log {log_id} @ {sample.metainfo.get("timestamp_ns", "?")}'
