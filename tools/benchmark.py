@@ -646,14 +646,35 @@ def _union_us(intervals) -> float:
     return total
 
 
+def _holes(intervals, longer_than: float = 0.0) -> list:
+    """(start, end) of the holes longer than ``longer_than`` between the union of (start,
+    end) intervals."""
+    holes, reach = [], math.inf
+    for begin, finish in sorted(intervals):
+        if begin - reach > longer_than:
+            holes.append((reach, begin))
+        reach = finish if reach == math.inf else max(reach, finish)
+    return holes
+
+
 def _gaps_us(intervals) -> list:
     """Lengths of the holes between the union of (start, end) intervals."""
-    gaps, reach = [], math.inf
-    for begin, finish in sorted(intervals):
-        if begin > reach:
-            gaps.append(begin - reach)
-        reach = finish if reach == math.inf else max(reach, finish)
-    return gaps
+    return [end - start for start, end in _holes(intervals)]
+
+
+def _kernel_intervals(events: list) -> list:
+    """(start, end) us of the GPU kernels of a chrome trace."""
+    return [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'kernel']
+
+
+def _trace_events(prof, keep: Optional[Path] = None) -> list:
+    """The events of a finished torch.profiler run, through its chrome trace (kept at
+    ``keep`` when given)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = keep or Path(tmp) / 'trace.json'
+        prof.export_chrome_trace(str(path))
+        with open(path) as f:
+            return json.load(f)['traceEvents']
 
 
 def kernel_busy(fn, steps: int, details: bool = False):
@@ -688,12 +709,8 @@ def kernel_busy(fn, steps: int, details: bool = False):
             wall_us = (time.perf_counter() - start) * 1e6
     finally:
         gc.callbacks.remove(on_gc)
-    with tempfile.TemporaryDirectory() as tmp:
-        trace_path = os.path.join(tmp, 'trace.json')
-        prof.export_chrome_trace(trace_path)
-        with open(trace_path) as f:
-            events = json.load(f)['traceEvents']
-    kernels = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'kernel']
+    events = _trace_events(prof)
+    kernels = _kernel_intervals(events)
     busy = float(_union_us(kernels) / wall_us)
     if not details:
         return busy, wall_us / 1e6
@@ -1045,12 +1062,7 @@ def host_activity_in_gaps(events: list,
     """
     if main_tid is None:
         main_tid = next((e.get('tid') for e in events if e.get('name') == STEP_LABEL), None)
-    kernels = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'kernel']
-    gaps, reach = [], math.inf
-    for begin, finish in sorted(kernels):
-        if begin - reach > min_gap_us:
-            gaps.append((reach, begin))
-        reach = finish if reach == math.inf else max(reach, finish)
+    gaps = _holes(_kernel_intervals(events), longer_than=min_gap_us)
     ops = [e for e in events if e.get('cat') == 'cpu_op' and e.get('dur', 0) > 0]
     overlap = defaultdict(float)
     main_spans = []
@@ -1082,12 +1094,7 @@ def profile_host(fn, steps: int, trace_path: Optional[Path]) -> dict:
             with record_function(STEP_LABEL):  # marks the main thread in the trace
                 fn()
         torch.cuda.synchronize()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = trace_path or Path(tmp) / 'trace.json'
-        prof.export_chrome_trace(str(path))
-        with open(path) as f:
-            events = json.load(f)['traceEvents']
-    found = host_activity_in_gaps(events)
+    found = host_activity_in_gaps(_trace_events(prof, keep=trace_path))
     found.update(steps=steps, trace=str(trace_path) if trace_path else None)
     return found
 
