@@ -1,11 +1,13 @@
-"""The step mode of ``tools/benchmark.py`` on CPU: FLOP / byte accounting of a tiny GASP model
-against hand-computed layer costs, the floor arithmetic, and the in-memory AV2-count batches."""
+"""``tools/benchmark.py`` on CPU: FLOP / byte accounting of a tiny GASP model against
+hand-computed layer costs, the floor arithmetic, the in-memory AV2-count batches, the trace
+arithmetic, and the data mode's runner and measurement windows."""
 import copy
 import importlib.util
 import os
 
 import pytest
 import torch
+from mmengine.model import BaseModel
 
 import gasp  # noqa: F401  (registers the GASP modules)
 from gasp.datasets.collate import unpack_batch
@@ -192,5 +194,105 @@ def test_host_activity_in_gaps_names_what_ran_while_the_gpu_idled():
     # The main thread ran an op for 1 of the 3 ms.
     assert found['main_thread_without_op_share'] == pytest.approx(2 / 3)
     by_op = {(row['thread'], row['op']): row['ms'] for row in found['ops_in_gaps_ms']}
-    assert by_op == {('other', 'aten::pin_memory'): pytest.approx(3.0),
-                     ('main', 'aten::copy_'): pytest.approx(1.0)}
+    assert by_op == {
+        ('other', 'aten::pin_memory'): pytest.approx(3.0),
+        ('main', 'aten::copy_'): pytest.approx(1.0)
+    }
+
+
+class _Recorder:
+    """Stands in for the probe's windows (which need a GPU): records when it was called."""
+
+    def __init__(self, calls, name, result=None):
+        self.calls, self.name, self.result, self.iteration = calls, name, result, None
+
+    def __getattr__(self, method):
+        if method.startswith('__'):
+            raise AttributeError(method)
+
+        def record(*args, **kwargs):
+            self.calls.append((self.name, method, self.iteration()) + args)
+            return self.result
+
+        return record
+
+
+class _Numbers(torch.utils.data.Dataset):
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, index):
+        return dict(inputs=torch.tensor([float(index)]))
+
+
+class _Fit(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(1, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return dict(loss=self.fc(torch.stack(inputs)).pow(2).mean())
+
+
+def test_fed_step_probe_measures_the_chosen_iterations(tmp_path):
+    from mmengine.runner import Runner
+    runner = Runner(
+        model=_Fit(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=_Numbers(),
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate'),
+            batch_size=2,
+            num_workers=0),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=7),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100)),
+        default_scope='mmdet3d',
+        experiment_name='fed_step_probe')
+    probe = benchmark.FedStepProbe(warmup=2, steps=3, profile_steps=2, trace_path=None)
+    calls = []
+    probe.kernels = _Recorder(calls, 'kernels', result=(0.5, 1.0, {}))
+    probe.host = _Recorder(calls, 'host', result={'gaps': 0})
+    probe.kernels.iteration = probe.host.iteration = lambda: runner.iter
+    runner.register_hook(probe.hook())
+    runner.train()
+    # The kernel window opens at the end of iteration 1 (so it holds the data fetch of
+    # iteration 2) and closes after iteration 4: 3 measured iterations. The host profile
+    # then covers iterations 5 and 6, each one marked step.
+    assert calls == [
+        ('kernels', 'start', 1),
+        ('kernels', 'stop', 4, 3),
+        ('host', 'start', 4),
+        ('host', 'begin_step', 5),
+        ('host', 'end_step', 5),
+        ('host', 'begin_step', 6),
+        ('host', 'end_step', 6),
+        ('host', 'stop', 6),
+    ]
+    assert len(probe.waits) == 3 and all(w >= 0 for w in probe.waits)
+    assert [float(x) for x in probe.first_batch['inputs']] == [4.0, 5.0]  # iteration 2's batch
+    assert probe.result == (0.5, 1.0, {}) and probe.host_profile == {'gaps': 0}
+
+
+def test_data_mode_trains_through_the_runner_of_train_py_amp(tmp_path):
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet3d')
+    cfg = benchmark.load_config(
+        os.path.join(os.path.dirname(_TOOL), '..', 'configs', 'gasp_av2.py'))
+    runner = benchmark.training_runner(
+        cfg, cfg.train_dataloader.dataset, batch_size=8, num_workers=3, iters=40, work_dir=tmp_path)
+    hooks = [type(h).__name__ for h in runner.hooks]
+    for name in ('DeferredRuntimeInfoHook', 'NonFiniteGuardHook', 'RandomStateHook',
+                 'SkippedSamplesHook', 'LoggerHook'):
+        assert name in hooks
+    assert runner.optim_wrapper['type'] == 'SyncFreeOptimWrapper'
+    assert runner.optim_wrapper['dtype'] == 'bfloat16'
+    assert runner.optim_wrapper['optimizer']['fused'] is True
+    assert runner._train_loop['max_iters'] == 40
+    assert runner._val_loop is None
+    loader = runner._train_dataloader
+    assert (loader['batch_size'], loader['num_workers'],
+            loader['sampler']['type']) == (8, 3, 'InfiniteSampler')

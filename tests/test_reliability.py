@@ -249,7 +249,19 @@ class _LineModel(BaseModel):
         return dict(loss=loss)
 
 
-def _guarded_runner(work_dir, action):
+# The guard checks inside the step with mmengine's wrapper, and reads the flags a
+# SyncFreeOptimWrapper kept on the GPU at the logger's interval (here the last iteration).
+GUARDED_WRAPPERS = {
+    'OptimWrapper':
+    dict(optimizer=dict(type='SGD', lr=0.1)),
+    'SyncFreeOptimWrapper':
+    dict(type='SyncFreeOptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
+    'SyncFreeOptimWrapper-fused':
+    dict(type='SyncFreeOptimWrapper', optimizer=dict(type='AdamW', lr=0.1, fused=True)),
+}
+
+
+def _guarded_runner(work_dir, action, wrapper='OptimWrapper'):
     return Runner(
         model=_LineModel(),
         work_dir=str(work_dir),
@@ -260,15 +272,18 @@ def _guarded_runner(work_dir, action):
             batch_size=2,
             num_workers=0),
         train_cfg=dict(by_epoch=False, max_iters=6),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False)),
+        optim_wrapper=GUARDED_WRAPPERS[wrapper],
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False),
+            runtime_info=dict(type='DeferredRuntimeInfoHook')),
         custom_hooks=[dict(type='NonFiniteGuardHook', action=action)],
         default_scope='mmdet3d',
         randomness=dict(seed=0))
 
 
-def test_nan_in_a_batch_stops_training_naming_the_batch(tmp_path):
-    runner = _guarded_runner(tmp_path, 'stop')
+@pytest.mark.parametrize('wrapper', list(GUARDED_WRAPPERS))
+def test_nan_in_a_batch_stops_training_naming_the_batch(tmp_path, wrapper):
+    runner = _guarded_runner(tmp_path, 'stop', wrapper)
     with pytest.raises(NonFiniteLossError) as err:
         runner.train()
     message = str(err.value)
@@ -278,8 +293,9 @@ def test_nan_in_a_batch_stops_training_naming_the_batch(tmp_path):
     assert torch.isfinite(runner.model.fc.weight).all()  # the bad update was not applied
 
 
-def test_nan_with_skip_configured_continues_and_logs_the_skips(tmp_path):
-    runner = _guarded_runner(tmp_path, 'skip')
+@pytest.mark.parametrize('wrapper', list(GUARDED_WRAPPERS))
+def test_nan_with_skip_configured_continues_and_logs_the_skips(tmp_path, wrapper):
+    runner = _guarded_runner(tmp_path, 'skip', wrapper)
     weights = []
     runner.register_hook(_WeightRecorder(weights), 'LOWEST')
     runner.train()

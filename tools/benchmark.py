@@ -19,9 +19,11 @@ encoder, decoder, losses, backward and optimizer (CUDA events), and the step's f
 config (FLOPs and bytes of every conv / linear layer and gather, see :func:`step_floor`).
 
 ``data`` mode: one dataloader worker's time per transform (the config's pipeline in this
-process), then the real mmengine dataloader with N workers feeding training steps: time
-waiting for data and the share of the wall time GPU kernels run, against the same steps on a
-batch already in memory. Needs the config's data on disk (``--data-root``, ``--ann-file``).
+process), then the config's training through the real mmengine Runner as ``tools/train.py
+--amp`` builds it (loop, optimizer wrapper, hooks) fed by its dataloader with N workers: time
+between iterations (fetching data) and the share of the wall time GPU kernels run, against
+the same iterations on a batch already in memory. Needs the config's data on disk
+(``--data-root``, ``--ann-file``).
 
 Prints a table at the end and writes ``<out-dir>/benchmark_<mode>.json`` (and, in op mode, a
 PNG of the speed-ups) through :mod:`gasp.fileio`.
@@ -563,14 +565,15 @@ def build_training(cfg, device: str, amp: bool):
     """The config's model and optimizer wrapper (bf16 autocast as ``tools/train.py --amp``)."""
     from mmdet3d.registry import MODELS
     from mmengine.optim import build_optim_wrapper
+
+    from gasp.engine.runner_setup import enable_amp
     model = MODELS.build(cfg.model).to(device)
     model.init_weights()
     model.train()
-    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    cfg = copy.deepcopy(cfg)
     if amp:
-        optim_cfg.type = 'AmpOptimWrapper'
-        optim_cfg.setdefault('dtype', 'bfloat16')
-    return model, build_optim_wrapper(model, optim_cfg)
+        enable_amp(cfg)
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
 
 
 class PhaseTimer:
@@ -677,52 +680,68 @@ def _trace_events(prof, keep: Optional[Path] = None) -> list:
             return json.load(f)['traceEvents']
 
 
+class KernelWindow:
+    """The share of a wall-time window during which a GPU kernel ran: the union of the CUPTI
+    kernel intervals of all streams from torch.profiler's trace, so overlapping kernels count
+    once and copies (host-to-device DMA) do not count; the profiler's own start and stop are
+    outside the window. :meth:`start` and :meth:`stop` may be called from anywhere (a runner
+    hook, a loop), so the window can span real training iterations.
+    """
+
+    def __init__(self):
+        self.pauses, self._started = [], []
+
+    def _on_gc(self, phase, info):  # the garbage collector stops this thread while it runs
+        if phase == 'start':
+            self._started.append(time.perf_counter())
+        elif self._started:
+            self.pauses.append(time.perf_counter() - self._started.pop())
+
+    def start(self) -> None:
+        import gc
+
+        from torch.profiler import ProfilerActivity, profile
+        torch.cuda.synchronize()
+        gc.callbacks.append(self._on_gc)
+        self.prof = profile(activities=[ProfilerActivity.CUDA])
+        self.prof.start()
+        self.t0 = time.perf_counter()
+
+    def stop(self, calls: int, details: bool = False):
+        """(busy share, wall seconds) of the window, and with ``details`` a third item per
+        call: copy time (ms), the idle gaps longer than 1 ms (count and ms), the longest gap
+        and the host's garbage-collection pauses, for the account of where an under-busy
+        step waits."""
+        import gc
+        torch.cuda.synchronize()
+        wall_us = (time.perf_counter() - self.t0) * 1e6
+        self.prof.stop()
+        gc.callbacks.remove(self._on_gc)
+        events = _trace_events(self.prof)
+        kernels = _kernel_intervals(events)
+        busy = float(_union_us(kernels) / wall_us)
+        if not details:
+            return busy, wall_us / 1e6
+        copies = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'gpu_memcpy']
+        gaps = [gap for gap in _gaps_us(kernels) if gap > 1e3]
+        return busy, wall_us / 1e6, dict(
+            copy_ms_per_call=_union_us(copies) / 1e3 / calls,
+            gaps_over_1ms_per_call=len(gaps) / calls,
+            gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / calls,
+            longest_gap_ms=max(gaps, default=0.0) / 1e3,
+            gc_ms_per_call=1e3 * sum(self.pauses) / calls,
+            longest_gc_ms=1e3 * max(self.pauses, default=0.0))
+
+
 def kernel_busy(fn, steps: int, details: bool = False):
     """(share of the wall time of ``steps`` calls of ``fn`` during which a GPU kernel ran,
-    that wall time in seconds): the union of the CUPTI kernel intervals of all streams from
-    torch.profiler's trace, so overlapping kernels count once and copies (host-to-device
-    DMA) do not count; the profiler's own start and stop are outside the wall time.
-
-    With ``details``, a third item: copy time (ms), the idle gaps longer than 1 ms (count and
-    ms), the longest gap and the host's garbage-collection pauses, for the account of where an
-    under-busy step waits.
-    """
-    import gc
-
-    from torch.profiler import ProfilerActivity, profile
-    pauses, started = [], []
-
-    def on_gc(phase, info):  # the garbage collector stops this thread while it runs
-        if phase == 'start':
-            started.append(time.perf_counter())
-        elif started:
-            pauses.append(time.perf_counter() - started.pop())
-
-    torch.cuda.synchronize()
-    gc.callbacks.append(on_gc)
-    try:
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            start = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            torch.cuda.synchronize()
-            wall_us = (time.perf_counter() - start) * 1e6
-    finally:
-        gc.callbacks.remove(on_gc)
-    events = _trace_events(prof)
-    kernels = _kernel_intervals(events)
-    busy = float(_union_us(kernels) / wall_us)
-    if not details:
-        return busy, wall_us / 1e6
-    copies = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'gpu_memcpy']
-    gaps = [gap for gap in _gaps_us(kernels) if gap > 1e3]
-    return busy, wall_us / 1e6, dict(
-        copy_ms_per_call=_union_us(copies) / 1e3 / steps,
-        gaps_over_1ms_per_call=len(gaps) / steps,
-        gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / steps,
-        longest_gap_ms=max(gaps, default=0.0) / 1e3,
-        gc_ms_per_call=1e3 * sum(pauses) / steps,
-        longest_gc_ms=1e3 * max(pauses, default=0.0))
+    that wall time in seconds), and with ``details`` the idle account of
+    :meth:`KernelWindow.stop`."""
+    window = KernelWindow()
+    window.start()
+    for _ in range(steps):
+        fn()
+    return window.stop(steps, details)
 
 
 def host_syncs(fn) -> list:
@@ -949,11 +968,8 @@ def run_step(args):
         rows.append(row)
         print(f'step batch {batch_size}: {row.get("step_ms", float("nan")):.1f} ms', flush=True)
         model = optim_wrapper = data = None  # free the GPU memory before the next size
-    table = [
-        ('batch', 'step ms', 'samples/s', 'peak GiB', 'kernel busy', 'host syncs', 'floor ms',
-         'achieved/floor') +
-        tuple(f'{p} ms (floor)' for p in STEP_PHASES)
-    ]
+    table = [('batch', 'step ms', 'samples/s', 'peak GiB', 'kernel busy', 'host syncs', 'floor ms',
+              'achieved/floor') + tuple(f'{p} ms (floor)' for p in STEP_PHASES)]
     for row in rows:
         if 'step_ms' not in row:
             table.append((row['batch_size'], row['note']) + ('-', ) * (len(table[0]) - 2))
@@ -1084,19 +1100,35 @@ def host_activity_in_gaps(events: list,
         ops_in_gaps_ms=[dict(thread=t, op=name, ms=us / 1e3) for (t, name), us in top])
 
 
-def profile_host(fn, steps: int, trace_path: Optional[Path]) -> dict:
-    """Run ``fn`` ``steps`` times under torch.profiler (CPU and CUDA) and analyse the GPU gaps
-    (:func:`host_activity_in_gaps`); the chrome trace is kept at ``trace_path``."""
-    from torch.profiler import ProfilerActivity, profile, record_function
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            with record_function(STEP_LABEL):  # marks the main thread in the trace
-                fn()
+class HostWindow:
+    """torch.profiler with CPU and CUDA activity over a window of steps, each step marked
+    with :data:`STEP_LABEL` on the main thread; :meth:`stop` analyses the GPU gaps
+    (:func:`host_activity_in_gaps`) and keeps the chrome trace at ``trace_path``."""
+
+    def __init__(self, trace_path: Optional[Path]):
+        self.trace_path, self.steps, self._step = trace_path, 0, None
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
         torch.cuda.synchronize()
-    found = host_activity_in_gaps(_trace_events(prof, keep=trace_path))
-    found.update(steps=steps, trace=str(trace_path) if trace_path else None)
-    return found
+        self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+        self.prof.start()
+
+    def begin_step(self) -> None:
+        from torch.profiler import record_function
+        self._step = record_function(STEP_LABEL)  # marks the main thread in the trace
+        self._step.__enter__()
+
+    def end_step(self) -> None:
+        self._step.__exit__(None, None, None)
+        self.steps += 1
+
+    def stop(self) -> dict:
+        torch.cuda.synchronize()
+        self.prof.stop()
+        found = host_activity_in_gaps(_trace_events(self.prof, keep=self.trace_path))
+        found.update(steps=self.steps, trace=str(self.trace_path) if self.trace_path else None)
+        return found
 
 
 def _host_allocations() -> int:
@@ -1104,6 +1136,95 @@ def _host_allocations() -> int:
     driver's lock and so can stall kernel launches); 0 on builds without the statistic."""
     stats = getattr(torch.cuda, 'host_memory_stats', None)
     return int(stats().get('num_host_alloc', 0)) if stats is not None else 0
+
+
+class FedStepProbe:
+    """A runner hook (lowest priority) that measures real training iterations: the kernel
+    busy share (:class:`KernelWindow`) over iterations ``[warmup, warmup + steps)``, each
+    window covering the dataloader's ``next()`` of its iterations; then, with
+    ``profile_steps``, a :class:`HostWindow` over as many more; and the host time between
+    iterations (the loop fetching the next batch)."""
+
+    def __init__(self, warmup: int, steps: int, profile_steps: int, trace_path: Optional[Path]):
+        self.warmup, self.steps, self.profile_steps = warmup, steps, profile_steps
+        self.kernels, self.host = KernelWindow(), HostWindow(trace_path)
+        self.waits, self.first_batch, self.result, self.host_profile = [], None, None, None
+        self._last_end = None
+
+    def hook(self):
+        from mmengine.hooks import Hook
+        probe = self
+
+        class _Probe(Hook):
+            priority = 'LOWEST'
+
+            def before_train_iter(self, runner, batch_idx, data_batch=None):
+                probe.before(runner.iter, data_batch)
+
+            def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+                probe.after(runner.iter)
+
+        return _Probe()
+
+    def _measured(self, iteration: int) -> bool:
+        return self.warmup <= iteration < self.warmup + self.steps
+
+    def before(self, iteration: int, data_batch) -> None:
+        if self._measured(iteration):
+            self.waits.append(time.perf_counter() - self._last_end)
+            if self.first_batch is None:
+                self.first_batch = data_batch
+        if iteration >= self.warmup + self.steps and self.profile_steps:
+            self.host.begin_step()
+
+    def after(self, iteration: int) -> None:
+        end = self.warmup + self.steps
+        if iteration >= end and self.profile_steps:
+            self.host.end_step()
+        if iteration == self.warmup - 1:
+            self.kernels.start()
+        elif iteration == end - 1:
+            self.result = self.kernels.stop(self.steps, details=True)
+            if self.profile_steps:
+                self.host.start()
+        elif self.profile_steps and iteration == end + self.profile_steps - 1:
+            self.host_profile = self.host.stop()
+        self._last_end = time.perf_counter()
+
+
+def training_runner(cfg, dataset_cfg, batch_size: int, num_workers: int, iters: int, work_dir):
+    """An mmengine Runner for ``iters`` iterations of the config's training as
+    ``tools/train.py --amp`` sets it up (same optimizer wrapper, default and reliability
+    hooks), fed by its real dataloader with ``num_workers`` workers; no validation,
+    checkpoints or remote logging.
+
+    The loader samples with mmengine's ``InfiniteSampler``: the benchmark's dataset is a few
+    logs, and with the config's epoch sampler an epoch of 22 samples is 3 batches of 8, so
+    only 3 workers have work and the prefetch queue drains at every epoch end. A real AV2
+    epoch is ~100k samples (thousands of batches per worker), which the infinite sampler
+    reproduces: every worker busy, no epoch boundary.
+    """
+    from gasp.engine.runner_setup import add_reliability_hooks, build_runner, enable_amp
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = str(work_dir)
+    loader = cfg.train_dataloader
+    loader.dataset = dataset_cfg
+    loader.batch_size = batch_size
+    loader.num_workers = num_workers
+    loader.persistent_workers = num_workers > 0
+    loader.pin_memory = True
+    loader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=10**9)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
+                'test_evaluator', 'load_from'):
+        cfg[key] = None
+    cfg.resume = False
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10**9, save_last=False)
+    cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    enable_amp(cfg)
+    add_reliability_hooks(cfg)
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h.get('type') != 'ValidateAtStartHook']
+    return build_runner(cfg)
 
 
 def fed_training(cfg,
@@ -1114,70 +1235,45 @@ def fed_training(cfg,
                  warmup: int,
                  profile_steps: int = 0,
                  trace_path: Optional[Path] = None) -> dict:
-    """Train ``steps`` steps from the config's real mmengine dataloader with ``num_workers``
-    workers; how long the loop waited for data and the share of the wall time GPU kernels ran,
-    against the same steps on a batch already in memory.
+    """Train through the config's real mmengine Runner (:func:`training_runner`: its loop,
+    optimizer wrapper, hooks and dataloader with ``num_workers`` workers) and measure
+    ``steps`` iterations after ``warmup`` (:class:`FedStepProbe`): how long the loop spent
+    between iterations (fetching data) and the share of the wall time GPU kernels ran; then
+    the same number of iterations of the loop on one batch already in memory (the runner's
+    ``run_iter``: same hooks, no dataloader).
 
-    The loader samples with mmengine's ``InfiniteSampler``: the benchmark's dataset is a few
-    logs, and with the config's epoch sampler an epoch of 22 samples is 3 batches of 8, so
-    only 3 workers have work and the prefetch queue drains at every epoch end. A real AV2
-    epoch is ~100k samples (thousands of batches per worker), which the infinite sampler
-    reproduces: every worker busy, no epoch boundary.
-
-    With ``profile_steps``, that many more fed steps run under torch.profiler with CPU
+    With ``profile_steps``, that many more fed iterations run under torch.profiler with CPU
     activity: the trace goes to ``trace_path`` and :func:`host_activity_in_gaps` says what
     the host ran while the GPU idled.
     """
-    from mmengine.runner import Runner
-    loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.dataset = dataset_cfg
-    loader_cfg.batch_size = batch_size
-    loader_cfg.num_workers = num_workers
-    loader_cfg.persistent_workers = num_workers > 0
-    loader_cfg.pin_memory = True
-    loader_cfg.sampler = dict(type='InfiniteSampler', shuffle=True)
-    loader = Runner.build_dataloader(loader_cfg, seed=0)
-    model, optim_wrapper = build_training(cfg, 'cuda', amp=True)
-    batches = iter(loader)
-    start = time.perf_counter()
-    first = next(batches)
-    first_batch_s = time.perf_counter() - start
-    for _ in range(warmup):
-        model.train_step(next(batches), optim_wrapper)
-    torch.cuda.synchronize()
-
-    waits = []
-
-    def fed_step():
-        t0 = time.perf_counter()
-        data = next(batches)
-        waits.append(time.perf_counter() - t0)
-        model.train_step(data, optim_wrapper)
-
-    host_allocs_before = _host_allocations()
-    fed_busy, fed_wall_s, fed_idle = kernel_busy(fed_step, steps, details=True)
-    fed_idle['pinned_allocations_per_step'] = (_host_allocations() - host_allocs_before) / steps
-    host_profile = None
-    if profile_steps:
-        host_profile = profile_host(fed_step, profile_steps, trace_path)
-    in_memory_busy, _, in_memory_idle = kernel_busy(
-        lambda: model.train_step(first, optim_wrapper), steps, details=True)
-    in_memory_ms = step_ms(model, optim_wrapper, first, steps)
+    probe = FedStepProbe(max(warmup, 1), steps, profile_steps, trace_path)
+    with tempfile.TemporaryDirectory() as work_dir:
+        runner = training_runner(cfg, dataset_cfg, batch_size, num_workers,
+                                 probe.warmup + steps + profile_steps, work_dir)
+        runner.register_hook(probe.hook())
+        host_allocs_before = _host_allocations()
+        runner.train()
+        fed_busy, fed_wall_s, fed_idle = probe.result
+        fed_idle['pinned_allocations_per_step'] = (_host_allocations() - host_allocs_before) / steps
+        in_memory_busy, in_memory_wall_s, in_memory_idle = kernel_busy(
+            lambda: runner.train_loop.run_iter(probe.first_batch), steps, details=True)
+        optim_wrapper = type(runner.optim_wrapper).__name__
+        runner = None
     return dict(
         batch_size=batch_size,
         num_workers=num_workers,
         steps=steps,
-        first_batch_s=first_batch_s,
+        optim_wrapper=optim_wrapper,
         fed_step_ms=1e3 * fed_wall_s / steps,
         fed_samples_per_s=steps * batch_size / fed_wall_s,
-        data_wait_ms_per_step=1e3 * float(np.mean(waits)),
+        data_wait_ms_per_step=1e3 * float(np.mean(probe.waits)),
         gpu_busy_fraction=fed_busy,
         fed_idle=fed_idle,
-        in_memory_step_ms=in_memory_ms,
+        in_memory_step_ms=1e3 * in_memory_wall_s / steps,
         in_memory_gpu_busy_fraction=in_memory_busy,
         in_memory_idle=in_memory_idle,
         busy_vs_in_memory=fed_busy / in_memory_busy,
-        host_in_gaps=host_profile,
+        host_in_gaps=probe.host_profile,
         host_memory_stats={
             k: v
             for k, v in getattr(torch.cuda, 'host_memory_stats', dict)().items()
@@ -1221,12 +1317,12 @@ def run_data(args):
     table = [('batch', 'workers', 'fed step ms', 'samples/s', 'data wait ms/step', 'GPU busy',
               'gaps > 1 ms, ms/step', 'in-memory step ms', 'in-memory GPU busy')]
     for run in runs:
-        table.append((run['batch_size'], run['num_workers'], f'{run["fed_step_ms"]:.1f}',
-                      f'{run["fed_samples_per_s"]:.1f}', f'{run["data_wait_ms_per_step"]:.1f}',
-                      f'{100 * run["gpu_busy_fraction"]:.0f}%',
-                      f'{run["fed_idle"]["gap_ms_over_1ms_per_call"]:.1f}',
-                      f'{run["in_memory_step_ms"]:.1f}',
-                      f'{100 * run["in_memory_gpu_busy_fraction"]:.0f}%'))
+        table.append(
+            (run['batch_size'], run['num_workers'], f'{run["fed_step_ms"]:.1f}',
+             f'{run["fed_samples_per_s"]:.1f}', f'{run["data_wait_ms_per_step"]:.1f}',
+             f'{100 * run["gpu_busy_fraction"]:.0f}%',
+             f'{run["fed_idle"]["gap_ms_over_1ms_per_call"]:.1f}',
+             f'{run["in_memory_step_ms"]:.1f}', f'{100 * run["in_memory_gpu_busy_fraction"]:.0f}%'))
     blank = ('', ) * (len(table[0]) - 5)
     table.append(('one worker', '', f'{1e3 * breakdown["seconds_per_sample"]:.0f} ms/sample',
                   f'{breakdown["samples_per_s"]:.2f}',

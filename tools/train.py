@@ -9,7 +9,7 @@ import os
 from mmengine.config import DictAction
 
 from gasp.engine.runner_setup import (add_reliability_hooks, build_runner, config_from_args,
-                                      leave_process_group)
+                                      enable_amp, leave_process_group)
 
 
 def parse_args():
@@ -47,9 +47,7 @@ def main():
     args = parse_args()
     cfg = config_from_args(args)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        enable_amp(cfg)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', dict(enable=True, base_batch_size=16))
         cfg.auto_scale_lr.enable = True

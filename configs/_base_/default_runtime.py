@@ -16,6 +16,10 @@ reliability_hooks = [
 ]
 custom_hooks = reliability_hooks
 
+# The losses and the gradient norm stay on the GPU until the logger reads them (one copy per
+# logging interval instead of a host-GPU sync per loss term and step).
+default_hooks = dict(runtime_info=dict(type='DeferredRuntimeInfoHook'))
+
 # The dataloader's pin-memory thread holds the GIL while it unpickles a batch; the main
 # thread, which launches the GPU work, then waits up to this long to get it back (Python's
 # default is 5 ms). Measured on an H100 host with 10 loader workers at batch 8: GPU busy 62 %

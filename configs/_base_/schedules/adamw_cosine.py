@@ -2,9 +2,11 @@
 max_iters = 100000
 warmup_iters = 1000
 lr = 1e-3
+# SyncFreeOptimWrapper (gasp.engine): the step never waits for the GPU; with the fused AdamW
+# it skips non-finite updates on the GPU. tools/train.py --amp sets dtype='bfloat16'.
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.01),
+    type='SyncFreeOptimWrapper',
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.01, fused=True),
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),

@@ -1,8 +1,12 @@
-"""Training-time extensions: hooks registered into ``mmdet3d.registry.HOOKS``."""
-from .hooks import (FieldVisualizationHook, NonFiniteGuardHook, NonFiniteLossError, RandomStateHook,
-                    RankConsistencyHook, SkippedSamplesHook, ValidateAtStartHook)
+"""Training-time extensions: hooks (``mmdet3d.registry.HOOKS``) and the sync-free optimizer
+wrapper (``OPTIM_WRAPPERS``)."""
+from .hooks import (DeferredRuntimeInfoHook, FieldVisualizationHook, NonFiniteGuardHook,
+                    NonFiniteLossError, RandomStateHook, RankConsistencyHook, SkippedSamplesHook,
+                    ValidateAtStartHook)
+from .optim_wrapper import SyncFreeOptimWrapper
 
 __all__ = [
-    'FieldVisualizationHook', 'NonFiniteGuardHook', 'NonFiniteLossError', 'RandomStateHook',
-    'RankConsistencyHook', 'SkippedSamplesHook', 'ValidateAtStartHook'
+    'DeferredRuntimeInfoHook', 'FieldVisualizationHook', 'NonFiniteGuardHook', 'NonFiniteLossError',
+    'RandomStateHook', 'RankConsistencyHook', 'SkippedSamplesHook', 'SyncFreeOptimWrapper',
+    'ValidateAtStartHook'
 ]

@@ -33,6 +33,18 @@ def add_reliability_hooks(cfg: Config) -> None:
     cfg.custom_hooks = hooks + added
 
 
+def enable_amp(cfg: Config) -> None:
+    """bf16 autocast for training (``tools/train.py --amp``, ``tools/benchmark.py``): a
+    ``SyncFreeOptimWrapper`` gets ``dtype='bfloat16'``; any other wrapper becomes mmengine's
+    ``AmpOptimWrapper`` (bf16, dynamic loss scale)."""
+    if cfg.optim_wrapper.get('type') == 'SyncFreeOptimWrapper':
+        cfg.optim_wrapper.dtype = 'bfloat16'
+        return
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
 def config_from_args(args) -> Config:
     """The config of a tools/ script: ``args.config`` with ``--cfg-options``, ``--launcher``
     and ``--work-dir`` applied (default ``./work_dirs/<config name>``), and gloo processes

@@ -1,3 +1,4 @@
+from .deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .field_visualization_hook import FieldVisualizationHook
 from .nonfinite_guard_hook import NonFiniteGuardHook, NonFiniteLossError
 from .random_state_hook import RandomStateHook
@@ -6,6 +7,6 @@ from .skipped_samples_hook import SkippedSamplesHook
 from .validate_at_start_hook import ValidateAtStartHook
 
 __all__ = [
-    'FieldVisualizationHook', 'NonFiniteGuardHook', 'NonFiniteLossError', 'RandomStateHook',
-    'RankConsistencyHook', 'SkippedSamplesHook', 'ValidateAtStartHook'
+    'DeferredRuntimeInfoHook', 'FieldVisualizationHook', 'NonFiniteGuardHook', 'NonFiniteLossError',
+    'RandomStateHook', 'RankConsistencyHook', 'SkippedSamplesHook', 'ValidateAtStartHook'
 ]

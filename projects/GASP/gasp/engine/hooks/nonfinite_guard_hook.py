@@ -11,6 +11,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from ...structures import sample_name
+from ..optim_wrapper import SyncFreeOptimWrapper
+from .deferred_runtime_info_hook import logger_interval, logger_reads_now
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,10 +46,19 @@ class NonFiniteGuardHook(Hook):
     ``AmpOptimWrapper`` that scales the loss, infinite gradients are the loss scaler's
     business (it skips the step and lowers the scale), so only losses are checked there.
 
+    With a :class:`~gasp.engine.SyncFreeOptimWrapper` nothing is checked on the host inside
+    the step, which would make the host wait for the GPU: the wrapper skips non-finite updates
+    on the GPU itself, and the hook keeps each iteration's flags (skipped update, non-finite
+    loss terms) on the GPU and reads them in one copy every ``interval`` iterations (by
+    default when the logger reads the losses). ``'stop'`` then raises at that check, naming
+    the first bad iteration and its batch; the weights are those before that update.
+
     Args:
         action: 'stop' (default) or 'skip'.
         check_grads: also check gradients before each optimizer step.
         max_skips: with 'skip', stop anyway after this many skipped updates (None: never).
+        interval: with a ``SyncFreeOptimWrapper``, read the flags every this many
+            iterations; None: when the ``LoggerHook`` logs.
     """
 
     priority = 'VERY_HIGH'
@@ -55,20 +66,28 @@ class NonFiniteGuardHook(Hook):
     def __init__(self,
                  action: str = 'stop',
                  check_grads: bool = True,
-                 max_skips: Optional[int] = None):
+                 max_skips: Optional[int] = None,
+                 interval: Optional[int] = None):
         if action not in ('stop', 'skip'):
             raise ValueError(f"NonFiniteGuardHook: action must be 'stop' or 'skip', got {action!r}")
         self.action = action
         self.check_grads = check_grads
         self.max_skips = max_skips
+        self.interval = interval
         self.skipped = 0
         self._runner = None
         self._batch = None
         self._bad_terms: List[str] = []
+        self._deferred = False
+        self._pending: List[tuple] = []
 
     # Wiring: wrap the model's loss parsing and the optimizer step once per run.
     def before_train(self, runner) -> None:
         self._runner = runner
+        self._deferred = isinstance(runner.optim_wrapper, SyncFreeOptimWrapper)
+        if self._deferred:
+            self.interval = self.interval or logger_interval(runner)
+            return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not getattr(model.parse_losses, 'nonfinite_guarded', False):
             model.parse_losses = self._guard_parse_losses(model.parse_losses)
@@ -83,6 +102,51 @@ class NonFiniteGuardHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._batch = data_batch
         self._bad_terms = []
+
+    # SyncFreeOptimWrapper: flags kept on the GPU, read every `interval` iterations.
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self._deferred:
+            return
+        terms = [k for k, v in (outputs or {}).items() if 'loss' in k and torch.is_tensor(v)]
+        skipped = runner.optim_wrapper.last_step.get('skipped')
+        device = skipped.device if skipped is not None else None
+        flags = [skipped if skipped is not None else torch.zeros((), device=device)]
+        flags += [(~torch.isfinite(outputs[k].detach())).any().float() for k in terms]
+        self._pending.append((runner.iter, describe_batch(data_batch), terms,
+                              torch.stack([f.reshape(()).to(flags[0].device) for f in flags])))
+        if logger_reads_now(self, runner, batch_idx, self.interval):
+            self.check_pending()
+
+    def after_train(self, runner) -> None:
+        if self._deferred:
+            self.check_pending()
+
+    def check_pending(self) -> None:
+        """Read the kept flags (one copy, one all-reduce when distributed) and stop or count
+        the skipped updates, in iteration order."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        flags = torch.cat([record[3] for record in pending])
+        if get_world_size() > 1:
+            all_reduce(flags, op='max')
+        flags = iter(flags.cpu().tolist())
+        for iteration, batch, terms, _ in pending:
+            skipped, *term_flags = [next(flags) for _ in range(1 + len(terms))]
+            bad = [term for term, flag in zip(terms, term_flags) if flag > 0]
+            reasons = ([f'loss terms {bad}'] if bad else []) + (['gradients'] if skipped else [])
+            if skipped or (bad and self.action == 'stop'):
+                self._handle(
+                    reasons,
+                    iteration=iteration,
+                    batch=batch,
+                    note=f' (found by the check after iteration {self._runner.iter})')
+            elif bad:
+                print_log(
+                    f'NonFiniteGuardHook: non-finite loss terms {bad} at iteration {iteration}, '
+                    f'batch: {batch}; their gradients were finite, so the update was applied',
+                    logger='current',
+                    level=logging.WARNING)
 
     def _guard_parse_losses(self, parse_losses):
 
@@ -118,11 +182,16 @@ class NonFiniteGuardHook(Hook):
         guarded.nonfinite_guarded = True
         return guarded
 
-    def _handle(self, reasons: Sequence[str]) -> None:
+    def _handle(self,
+                reasons: Sequence[str],
+                iteration: Optional[int] = None,
+                batch: Optional[str] = None,
+                note: str = '') -> None:
         runner = self._runner
+        iteration = runner.iter if iteration is None else iteration
+        batch = describe_batch(self._batch) if batch is None else batch
         where = (f'non-finite {" and ".join(reasons) or "values on another rank"} at '
-                 f'iteration {runner.iter} (rank {runner.rank}), batch: '
-                 f'{describe_batch(self._batch)}')
+                 f'iteration {iteration} (rank {runner.rank}), batch: {batch}{note}')
         if self.action == 'stop' or (self.max_skips is not None and self.skipped >= self.max_skips):
             raise NonFiniteLossError(
                 f'{where}. What to do: check these samples with tools/check_dataset.py, lower '

@@ -7,6 +7,8 @@ from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from .deferred_runtime_info_hook import logger_interval, logger_reads_now
+
 
 def load_failures(data_batch) -> list:
     """The ``load_failures`` records of a batch's data samples (see ``AV2OccDataset``)."""
@@ -24,13 +26,16 @@ class SkippedSamplesHook(Hook):
     The skips happen in the data-loading workers; each one travels to the training process
     in the metainfo of the sample that replaced it. This hook logs each (log id, timestamp,
     error) and keeps the total over all ranks in the message-hub scalar
-    ``train/skipped_samples`` (shown by the logger next to the losses).
+    ``train/skipped_samples`` (shown by the logger next to the losses). In distributed runs
+    the ranks' counts are summed when the logger reads them (one all-reduce per logging
+    interval rather than a sync per step).
     """
 
     priority = 'NORMAL'
 
     def __init__(self):
         self.total = 0
+        self._unsummed = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         failures = load_failures(data_batch)
@@ -40,10 +45,11 @@ class SkippedSamplesHook(Hook):
                 f"{failure['timestamp_ns']}): {failure['error']}",
                 logger='current',
                 level=logging.WARNING)
-        count = len(failures)
-        if get_world_size() > 1:
-            value = torch.tensor([float(count)])
+        self._unsummed += len(failures)
+        if get_world_size() == 1:
+            self.total, self._unsummed = self.total + self._unsummed, 0
+        elif logger_reads_now(self, runner, batch_idx, logger_interval(runner)):
+            value = torch.tensor([float(self._unsummed)])
             all_reduce(value, op='sum')
-            count = int(value.item())
-        self.total += count
+            self.total, self._unsummed = self.total + int(value.item()), 0
         runner.message_hub.update_scalar('train/skipped_samples', self.total)
