@@ -697,6 +697,18 @@ class KernelWindow:
         elif self._started:
             self.pauses.append(time.perf_counter() - self._started.pop())
 
+    @staticmethod
+    def _host_counters() -> np.ndarray:
+        """This thread's CPU seconds, voluntary (blocking: GIL, locks, queues) and involuntary
+        (preempted) context switches; the process's CPU seconds; pinned host allocations."""
+        thread = resource.getrusage(resource.RUSAGE_THREAD)
+        process = resource.getrusage(resource.RUSAGE_SELF)
+        return np.array([
+            thread.ru_utime + thread.ru_stime, thread.ru_nvcsw, thread.ru_nivcsw,
+            process.ru_utime + process.ru_stime,
+            _host_allocations()
+        ])
+
     def start(self) -> None:
         import gc
 
@@ -705,6 +717,7 @@ class KernelWindow:
         gc.callbacks.append(self._on_gc)
         self.prof = profile(activities=[ProfilerActivity.CUDA])
         self.prof.start()
+        self.counters = self._host_counters()
         self.t0 = time.perf_counter()
 
     def stop(self, calls: int, details: bool = False):
@@ -715,6 +728,7 @@ class KernelWindow:
         import gc
         torch.cuda.synchronize()
         wall_us = (time.perf_counter() - self.t0) * 1e6
+        counters = (self._host_counters() - self.counters) / calls
         self.prof.stop()
         gc.callbacks.remove(self._on_gc)
         events = _trace_events(self.prof)
@@ -730,7 +744,12 @@ class KernelWindow:
             gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / calls,
             longest_gap_ms=max(gaps, default=0.0) / 1e3,
             gc_ms_per_call=1e3 * sum(self.pauses) / calls,
-            longest_gc_ms=1e3 * max(self.pauses, default=0.0))
+            longest_gc_ms=1e3 * max(self.pauses, default=0.0),
+            main_thread_cpu_ms_per_call=1e3 * counters[0],
+            main_thread_blocking_waits_per_call=counters[1],
+            main_thread_preemptions_per_call=counters[2],
+            process_cpu_ms_per_call=1e3 * counters[3],
+            pinned_allocations_per_call=counters[4])
 
 
 def kernel_busy(fn, steps: int, details: bool = False):
@@ -1251,10 +1270,8 @@ def fed_training(cfg,
         runner = training_runner(cfg, dataset_cfg, batch_size, num_workers,
                                  probe.warmup + steps + profile_steps, work_dir)
         runner.register_hook(probe.hook())
-        host_allocs_before = _host_allocations()
         runner.train()
         fed_busy, fed_wall_s, fed_idle = probe.result
-        fed_idle['pinned_allocations_per_step'] = (_host_allocations() - host_allocs_before) / steps
         in_memory_busy, in_memory_wall_s, in_memory_idle = kernel_busy(
             lambda: runner.train_loop.run_iter(probe.first_batch), steps, details=True)
         optim_wrapper = type(runner.optim_wrapper).__name__
