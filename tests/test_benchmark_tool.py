@@ -296,3 +296,14 @@ def test_data_mode_trains_through_the_runner_of_train_py_amp(tmp_path):
     loader = runner._train_dataloader
     assert (loader['batch_size'], loader['num_workers'],
             loader['sampler']['type']) == (8, 3, 'InfiniteSampler')
+
+
+def test_step_mode_builds_the_wrapper_of_train_py_amp():
+    from mmengine.registry import DefaultScope
+    cfg = benchmark.load_config(
+        os.path.join(os.path.dirname(_TOOL), '..', 'configs', 'gasp_av2.py'))
+    with DefaultScope.overwrite_default_scope('mmengine'):  # as a fresh `benchmark.py step`
+        model, optim_wrapper = benchmark.build_training(cfg, 'cpu', amp=True)
+    assert type(optim_wrapper).__name__ == 'SyncFreeOptimWrapper'
+    assert optim_wrapper.cast_dtype == torch.bfloat16 and optim_wrapper.skips_on_device
+    assert model.training

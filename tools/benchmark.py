@@ -565,8 +565,10 @@ def build_training(cfg, device: str, amp: bool):
     """The config's model and optimizer wrapper (bf16 autocast as ``tools/train.py --amp``)."""
     from mmdet3d.registry import MODELS
     from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
 
     from gasp.engine.runner_setup import enable_amp
+    init_default_scope('mmdet3d')  # the GASP wrapper is in mmdet3d's registry, as a Runner's
     model = MODELS.build(cfg.model).to(device)
     model.init_weights()
     model.train()
