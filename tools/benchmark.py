@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -121,18 +122,28 @@ def parse_args():
 
 def cuda_time_ms(fn, reps: int, warmup: int = 3) -> float:
     """Median GPU time of ``fn()`` over ``reps`` runs (CUDA events)."""
+    return cuda_times_ms_interleaved([fn], reps, warmup)[0]
+
+
+def cuda_times_ms_interleaved(fns, reps: int, warmup: int = 3) -> list:
+    """Median GPU time of each of ``fns`` over ``reps`` rounds, each round running every
+    function once in turn, so clock or load drift during the measurement reaches all of them
+    alike and their ratios stay put."""
     for _ in range(warmup):
-        fn()
+        for fn in fns:
+            fn()
     torch.cuda.synchronize()
-    times = []
+    times = [[] for _ in fns]
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
+        for fn, found in zip(fns, times):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            found.append(start.elapsed_time(end))
+    return [float(np.median(found)) for found in times]
 
 
 def measure_ceilings(reps: int) -> dict:
@@ -351,11 +362,12 @@ def bench_render(args, ceilings, rows):
         ref32 = render_expected_depth_reference(origins, directions, density, **kwargs)
         ref64 = render_expected_depth_reference(origins.double(), directions.double(), density,
                                                 **kwargs)
-        for name, fn in dict(
-                triton=render_expected_depth_triton,
-                reference=render_expected_depth_reference).items():
+        impls = dict(triton=render_expected_depth_triton, reference=render_expected_depth_reference)
+        times = cuda_times_ms_interleaved(
+            [partial(fn, origins, directions, density, **kwargs) for fn in impls.values()],
+            args.reps)
+        for (name, fn), ms in zip(impls.items(), times):
             depth = fn(origins, directions, density, **kwargs)
-            ms = cuda_time_ms(lambda: fn(origins, directions, density, **kwargs), args.reps)
             rows.append(
                 dict(
                     op=f'render_expected_depth (min_T={min_transmittance:g})',
