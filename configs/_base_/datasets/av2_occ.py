@@ -25,8 +25,10 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file=info_dir + 'av2_occ_infos_train.pkl',
         # Loader workers yield the CPU to the training process (which launches the GPU
-        # work), stay off its cores, and reuse freed memory (see worker_process.py).
-        worker_process=dict(nice=10, reserve_cores_per_rank=2, malloc_pad_mib=256),
+        # work), stay off its cores, and reuse freed memory (see worker_process.py). Four
+        # cores per rank: its main, autograd and pin-memory threads each keep one busy
+        # (docs/performance.md: 91-94 % GPU busy at batch 8 with 10 workers, 83-93 % with 2).
+        worker_process=dict(nice=10, reserve_cores_per_rank=4, malloc_pad_mib=256),
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
