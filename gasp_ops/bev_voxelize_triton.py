@@ -5,7 +5,6 @@ precision, so points on a cell boundary land in the same cell), drops points out
 or with a bad batch / time index, and stores 1 into the zeroed grid. Several points of one cell
 store the same value, so no atomics are needed.
 """
-import functools
 from typing import Sequence
 
 import torch
@@ -13,12 +12,12 @@ import triton
 import triton.language as tl
 
 from .bev_voxelize import _check_points, bev_grid_shape
+from .fast_path import device_constant
 
 
 @triton.jit
-def _bev_voxelize_kernel(points_ptr, batch_ptr, time_ptr, box_ptr, out_ptr, num_points,
-                         stride_n, stride_c, batch_size, num_slots, num_z, num_y, num_x,
-                         BLOCK: tl.constexpr):
+def _bev_voxelize_kernel(points_ptr, batch_ptr, time_ptr, box_ptr, out_ptr, num_points, stride_n,
+                         stride_c, batch_size, num_slots, num_z, num_y, num_x, BLOCK: tl.constexpr):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < num_points
     x = tl.load(points_ptr + i * stride_n, mask=mask, other=0.0).to(tl.float64)
@@ -49,13 +48,6 @@ def _bev_voxelize_kernel(points_ptr, batch_ptr, time_ptr, box_ptr, out_ptr, num_
     tl.store(out_ptr + flat, tl.full((BLOCK, ), 1.0, tl.float32), mask=valid)
 
 
-@functools.lru_cache(maxsize=16)
-def _box_tensor(box: tuple, device: torch.device) -> torch.Tensor:
-    """The region and cell size as an fp64 tensor (the kernel's exact cell arithmetic), made
-    once per device: a host-to-device copy on every call would make the host wait."""
-    return torch.tensor(box, dtype=torch.float64, device=device)
-
-
 def bev_voxelize_triton(points: torch.Tensor,
                         batch_idx: torch.Tensor,
                         time_idx: torch.Tensor,
@@ -78,8 +70,10 @@ def bev_voxelize_triton(points: torch.Tensor,
     num_points = points.shape[0]
     if num_points == 0:
         return bev
-    box = _box_tensor(
-        tuple(map(float, point_cloud_range)) + tuple(map(float, voxel_size)), points.device)
+    # The region and cell size in fp64 (the kernel's exact cell arithmetic).
+    box = device_constant(
+        tuple(map(float, point_cloud_range)) + tuple(map(float, voxel_size)), torch.float64,
+        points.device)
     _bev_voxelize_kernel[(triton.cdiv(num_points, block), )](
         points,
         batch_idx.contiguous(),

@@ -42,3 +42,12 @@ def use_fast_path(*tensors: torch.Tensor) -> bool:
     if os.environ.get(FAST_ENV, '1') == '0':
         return False
     return all(t.is_cuda for t in tensors) and triton_available()
+
+
+@functools.lru_cache(maxsize=128)
+def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype, device=device)``, made once per (values, dtype,
+    device). A host-to-device copy from a Python list makes the host wait for the GPU to drain
+    its queue, so ops called every step keep their region, cell sizes and steps here. The
+    tensor is shared: never modify it in place."""
+    return torch.tensor(values, dtype=dtype, device=device)

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from .bev_voxelize import DEFAULT_POINT_CLOUD_RANGE, DEFAULT_VOXEL_SIZE, bev_grid_shape
-from .fast_path import use_fast_path
+from .fast_path import device_constant, use_fast_path
 
 DEFAULT_STEP_M = 0.2  # marching step (m); the benchmark's grid cell size
 DEFAULT_STEPS_PER_CHUNK = 64  # segments evaluated per loop iteration (memory vs. overhead)
@@ -49,8 +49,8 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor,
         t_enter: (R,) distance where the ray enters the box, >= 0 (0 for origins inside).
         t_exit: (R,) distance where it leaves; ``t_exit <= t_enter`` when the ray misses.
     """
-    lower = origins.new_tensor(point_cloud_range[:3])
-    upper = origins.new_tensor(point_cloud_range[3:])
+    lower = device_constant(tuple(map(float, point_cloud_range[:3])), origins.dtype, origins.device)
+    upper = device_constant(tuple(map(float, point_cloud_range[3:])), origins.dtype, origins.device)
     inv = 1.0 / directions  # +-inf on axis-parallel rays, handled by the min/max below
     t_lo, t_hi = (lower - origins) * inv, (upper - origins) * inv
     parallel = directions == 0

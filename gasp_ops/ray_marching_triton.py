@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from .bev_voxelize import bev_grid_shape
+from .fast_path import device_constant
 
 
 @triton.jit
@@ -57,8 +58,8 @@ def _accumulate(s, mid, inside, thickness, chunk_sum, chunk_depth, survive_befor
 
 
 @triton.jit
-def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, grid_ptr,
-                  step_ptr, depth_ptr, num_rays, num_z, num_y, num_x, min_transmittance,
+def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, grid_ptr, step_ptr,
+                  depth_ptr, num_rays, num_z, num_y, num_x, min_transmittance,
                   STEPS_PER_CHUNK: tl.constexpr, GROUP: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = r < num_rays
@@ -96,14 +97,14 @@ def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, g
                                      dz, x_lo, y_lo, z_lo, x_size, y_size, z_size, density_ptr,
                                      num_z, num_y, num_x)
             if GROUP == 4:
-                s1, mid1, in1 = _segment(chunk_start, k_float + 1.0, step, far, active, ox, oy,
-                                         oz, dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
+                s1, mid1, in1 = _segment(chunk_start, k_float + 1.0, step, far, active, ox, oy, oz,
+                                         dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
                                          density_ptr, num_z, num_y, num_x)
-                s2, mid2, in2 = _segment(chunk_start, k_float + 2.0, step, far, active, ox, oy,
-                                         oz, dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
+                s2, mid2, in2 = _segment(chunk_start, k_float + 2.0, step, far, active, ox, oy, oz,
+                                         dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
                                          density_ptr, num_z, num_y, num_x)
-                s3, mid3, in3 = _segment(chunk_start, k_float + 3.0, step, far, active, ox, oy,
-                                         oz, dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
+                s3, mid3, in3 = _segment(chunk_start, k_float + 3.0, step, far, active, ox, oy, oz,
+                                         dx, dy, dz, x_lo, y_lo, z_lo, x_size, y_size, z_size,
                                          density_ptr, num_z, num_y, num_x)
                 chunk_sum, chunk_depth, survive = _accumulate(s0, mid0, in0, thickness, chunk_sum,
                                                               chunk_depth, survive)
@@ -161,11 +162,10 @@ def march_grid_triton(origins: torch.Tensor,
     depth = torch.empty(num_rays, dtype=torch.float32, device=origins.device)
     if num_rays == 0:
         return depth
-    grid = torch.tensor(
-        tuple(point_cloud_range[:3]) + tuple(voxel_size) + (step, ),
-        dtype=torch.float32,
-        device=origins.device)
-    step64 = torch.tensor([step], dtype=torch.float64, device=origins.device)
+    grid = device_constant(
+        tuple(map(float, point_cloud_range[:3])) + tuple(map(float, voxel_size)) + (float(step), ),
+        torch.float32, origins.device)
+    step64 = device_constant((float(step), ), torch.float64, origins.device)
     _march_kernel[(triton.cdiv(num_rays, block), )](
         origins.contiguous(),
         directions.contiguous(),
@@ -210,4 +210,4 @@ def render_expected_depth_triton(origins: torch.Tensor,
                                                      point_cloud_range, voxel_size, max_depth)
     depth = march_grid_triton(origins, directions, near, far, density, point_cloud_range,
                               voxel_size, step, steps_per_chunk, min_transmittance)
-    return torch.where(miss, depth.new_tensor(max_depth or 0.0), depth)
+    return depth.masked_fill(miss, float(max_depth or 0.0))

@@ -249,3 +249,19 @@ def test_low_precision_map_is_read_at_full_precision_locations():
     rounded = deformable_bev_gather(bev, locations.to(torch.bfloat16),
                                     torch.ones(1, 1, 1, 1, dtype=torch.bfloat16))
     assert rounded.item() < 0.9
+
+
+def test_device_constants_are_made_once_and_hold_the_values():
+    from gasp_ops.fast_path import device_constant
+    first = device_constant((-70.0, 0.2), torch.float64, torch.device('cpu'))
+    assert device_constant((-70.0, 0.2), torch.float64, torch.device('cpu')) is first
+    assert first.tolist() == [-70.0, 0.2] and first.dtype == torch.float64
+    other = device_constant((-70.0, 0.2), torch.float32, torch.device('cpu'))
+    assert other is not first and other.dtype == torch.float32
+
+
+def test_metric_to_normalized_edges_of_an_odd_region():
+    # The span is the subtraction in the input dtype: -1 / +1 land exactly on the edges.
+    pcr = [-51.3, -7.1, -3.0, 48.9, 12.7, 3.0]
+    xy = torch.tensor([[-51.3, -7.1], [48.9, 12.7]], dtype=torch.float32)
+    assert metric_to_normalized(xy, pcr).tolist() == [[-1.0, -1.0], [1.0, 1.0]]
