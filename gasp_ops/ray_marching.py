@@ -128,14 +128,20 @@ def _check_grid(density: torch.Tensor, point_cloud_range, voxel_size) -> None:
                          f'{tuple(voxel_size)}, got {tuple(density.shape)}')
 
 
-def _prepare_grid_rays(origins: torch.Tensor, directions: torch.Tensor, density: torch.Tensor,
-                       point_cloud_range: Sequence[float], voxel_size: Sequence[float],
-                       max_depth: Optional[float]):
-    """Check the inputs of a grid render; (unit directions, near, far, miss) of the rays."""
+def check_grid_rays(origins: torch.Tensor, directions: torch.Tensor, density: torch.Tensor,
+                    point_cloud_range: Sequence[float], voxel_size: Sequence[float]) -> None:
+    """Raise ValueError unless rays are (R, 3) and the density grid fits the region."""
     if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
         raise ValueError('render_expected_depth: origins and directions must both be (R, 3), '
                          f'got {tuple(origins.shape)} and {tuple(directions.shape)}')
     _check_grid(density, point_cloud_range, voxel_size)
+
+
+def _prepare_grid_rays(origins: torch.Tensor, directions: torch.Tensor, density: torch.Tensor,
+                       point_cloud_range: Sequence[float], voxel_size: Sequence[float],
+                       max_depth: Optional[float]):
+    """Check the inputs of a grid render; (unit directions, near, far, miss) of the rays."""
+    check_grid_rays(origins, directions, density, point_cloud_range, voxel_size)
     directions = directions / directions.norm(dim=1, keepdim=True)
     near, far = ray_box_intersection(origins, directions, point_cloud_range)
     if max_depth is not None:

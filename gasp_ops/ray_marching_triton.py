@@ -58,8 +58,25 @@ def _accumulate(s, mid, inside, thickness, chunk_sum, chunk_depth, survive_befor
 
 
 @triton.jit
-def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, grid_ptr, step_ptr,
-                  depth_ptr, num_rays, num_z, num_y, num_x, min_transmittance,
+def _slab(o, d, lo, hi):
+    """Entry and exit distance of a ray through one slab [lo, hi] of the box, as
+    :func:`gasp_ops.ray_box_intersection` computes them (1 / d, then (bound - o) * inv)."""
+    inv = tl.math.div_rn(1.0, d)
+    t_lo = (lo - o) * inv
+    t_hi = (hi - o) * inv
+    t_in = tl.minimum(t_lo, t_hi)
+    t_out = tl.maximum(t_lo, t_hi)
+    # A ray parallel to the slab is inside it for all distances, or never.
+    inside = (o >= lo) & (o <= hi)
+    parallel = d == 0
+    t_in = tl.where(parallel, tl.where(inside, -float('inf'), float('inf')), t_in)
+    t_out = tl.where(parallel, tl.where(inside, float('inf'), -float('inf')), t_out)
+    return t_in, t_out
+
+
+@triton.jit
+def _march_kernel(origins_ptr, directions_ptr, density_ptr, grid_ptr, step_ptr, depth_ptr, num_rays,
+                  num_z, num_y, num_x, min_transmittance, max_depth, miss_depth,
                   STEPS_PER_CHUNK: tl.constexpr, GROUP: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = r < num_rays
@@ -69,9 +86,7 @@ def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, g
     dx = tl.load(directions_ptr + r * 3, mask=mask, other=0.0)
     dy = tl.load(directions_ptr + r * 3 + 1, mask=mask, other=0.0)
     dz = tl.load(directions_ptr + r * 3 + 2, mask=mask, other=0.0)
-    near = tl.load(near_ptr + r, mask=mask, other=0.0)
-    far = tl.load(far_ptr + r, mask=mask, other=0.0)
-    # grid: lower (3), size (3), step in fp32; step_ptr: step in fp64.
+    # grid: lower (3), cell size (3), step, upper (3) in fp32; step_ptr: step in fp64.
     x_lo = tl.load(grid_ptr + 0)
     y_lo = tl.load(grid_ptr + 1)
     z_lo = tl.load(grid_ptr + 2)
@@ -80,6 +95,12 @@ def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, g
     z_size = tl.load(grid_ptr + 5)
     step = tl.load(grid_ptr + 6)
     step64 = tl.load(step_ptr)
+    # [near, far]: where the ray is inside the grid's box, cut at max_depth.
+    in_x, out_x = _slab(ox, dx, x_lo, tl.load(grid_ptr + 7))
+    in_y, out_y = _slab(oy, dy, y_lo, tl.load(grid_ptr + 8))
+    in_z, out_z = _slab(oz, dz, z_lo, tl.load(grid_ptr + 9))
+    near = tl.maximum(tl.maximum(tl.maximum(in_x, in_y), in_z), 0.0)
+    far = tl.minimum(tl.minimum(tl.minimum(out_x, out_y), out_z), max_depth)
 
     active = mask & (far > near)
     thickness = tl.zeros((BLOCK, ), dtype=tl.float32)
@@ -124,38 +145,38 @@ def _march_kernel(origins_ptr, directions_ptr, near_ptr, far_ptr, density_ptr, g
         more = (near + (base * step64).to(tl.float32) < far) & (
             _exp_neg(thickness) > min_transmittance)
         active = active & more
-    tl.store(depth_ptr + r, depth + _exp_neg(thickness) * far, mask=mask)
+    hit = far > near
+    tl.store(depth_ptr + r, tl.where(hit, depth + _exp_neg(thickness) * far, miss_depth), mask=mask)
 
 
 def march_grid_triton(origins: torch.Tensor,
                       directions: torch.Tensor,
-                      near: torch.Tensor,
-                      far: torch.Tensor,
                       density: torch.Tensor,
                       point_cloud_range: Sequence[float],
                       voxel_size: Sequence[float],
                       step: float,
-                      steps_per_chunk: int,
-                      min_transmittance: float,
+                      max_depth: Optional[float] = None,
+                      steps_per_chunk: int = 64,
+                      min_transmittance: float = 0.0,
                       block: int = 64,
                       num_warps: int = 2) -> torch.Tensor:
-    """Expected depth through a dense grid for rays already cut to ``[near, far]``.
+    """Expected depth through a dense grid, one kernel: each ray's entry and exit of the grid's
+    box (cut at ``max_depth``), then the march.
 
-    Same result as :func:`gasp_ops.march_expected_depth` with the nearest-cell grid sampler of
-    :func:`gasp_ops.render_expected_depth_reference`.
+    Same result as :func:`gasp_ops.render_expected_depth_reference` for unit directions.
 
     Args:
         origins: (R, 3) fp32 ray origins (m).
         directions: (R, 3) fp32 unit directions.
-        near: (R,) fp32 start distance; far: (R,) fp32 end distance (m).
         density: (Z, Y, X) density (1/m), ``inf`` for opaque cells.
         point_cloud_range, voxel_size: the grid's region and cell size (m).
         step: segment length (m).
+        max_depth: stop marching here (m); None: at the grid exit.
         steps_per_chunk: segments between early-exit checks (as the reference's chunks).
         min_transmittance: rays stop at a chunk end once exp(-S) <= this.
 
     Returns:
-        (R,) fp32 expected depth (m), ``far`` for rays with ``far <= near``.
+        (R,) fp32 expected depth (m); ``max_depth`` (0 when None) for rays that miss the grid.
     """
     num_z, num_y, num_x = bev_grid_shape(point_cloud_range, voxel_size)
     num_rays = origins.shape[0]
@@ -163,14 +184,12 @@ def march_grid_triton(origins: torch.Tensor,
     if num_rays == 0:
         return depth
     grid = device_constant(
-        tuple(map(float, point_cloud_range[:3])) + tuple(map(float, voxel_size)) + (float(step), ),
-        torch.float32, origins.device)
+        tuple(map(float, point_cloud_range[:3])) + tuple(map(float, voxel_size)) + (float(step), ) +
+        tuple(map(float, point_cloud_range[3:])), torch.float32, origins.device)
     step64 = device_constant((float(step), ), torch.float64, origins.device)
     _march_kernel[(triton.cdiv(num_rays, block), )](
         origins.contiguous(),
         directions.contiguous(),
-        near.contiguous(),
-        far.contiguous(),
         density.contiguous(),
         grid,
         step64,
@@ -180,6 +199,8 @@ def march_grid_triton(origins: torch.Tensor,
         num_y,
         num_x,
         float(min_transmittance),
+        float('inf') if max_depth is None else float(max_depth),
+        float(max_depth or 0.0),
         STEPS_PER_CHUNK=steps_per_chunk,
         GROUP=4 if steps_per_chunk % 4 == 0 else 1,
         BLOCK=block,
@@ -202,12 +223,11 @@ def render_expected_depth_triton(origins: torch.Tensor,
 
     Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``.
     """
-    from .ray_marching import _prepare_grid_rays
+    from .ray_marching import check_grid_rays
     if origins.dtype != torch.float32 or directions.dtype != torch.float32:
         raise TypeError('render_expected_depth_triton: origins and directions must be float32, '
                         f'got {origins.dtype} and {directions.dtype} (use the reference)')
-    directions, near, far, miss = _prepare_grid_rays(origins, directions, density,
-                                                     point_cloud_range, voxel_size, max_depth)
-    depth = march_grid_triton(origins, directions, near, far, density, point_cloud_range,
-                              voxel_size, step, steps_per_chunk, min_transmittance)
-    return depth.masked_fill(miss, float(max_depth or 0.0))
+    check_grid_rays(origins, directions, density, point_cloud_range, voxel_size)
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    return march_grid_triton(origins, directions, density, point_cloud_range, voxel_size, step,
+                             max_depth, steps_per_chunk, min_transmittance)
