@@ -157,3 +157,15 @@ def test_deferred_hook_logs_what_runtime_info_hook_logs(tmp_path):
     for key, values in expected.items():
         assert len(values) == 7, key
         assert found[key] == pytest.approx(values, rel=1e-6), key
+
+
+def test_step_log_only_after_an_update_with_accumulation():
+    param = _param([1.0, 1.0])
+    wrapper = SyncFreeOptimWrapper(
+        torch.optim.SGD([param], lr=0.5), accumulative_counts=2, clip_grad=dict(max_norm=100.0))
+    wrapper.update_params((param * torch.tensor([3.0, 4.0])).sum())
+    assert wrapper.last_step == {} and torch.equal(param.detach(), torch.ones(2))
+    wrapper.update_params((param * torch.tensor([3.0, 4.0])).sum())
+    # Two accumulated halves of (3, 4): norm 5, SGD step 0.5 * (3, 4).
+    assert float(wrapper.last_step['grad_norm']) == pytest.approx(5.0)
+    assert torch.allclose(param.detach(), torch.tensor([-0.5, -1.0]))

@@ -64,6 +64,12 @@ class SyncFreeOptimWrapper(OptimWrapper):
                 dtype=self.cast_dtype, enabled=self.cast_dtype is not None):
             yield
 
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        """``OptimWrapper.backward``; ``last_step`` is emptied until the next update (with
+        ``accumulative_counts`` > 1 not every backward pass is followed by one)."""
+        self.last_step = {}
+        super().backward(loss, **kwargs)
+
     def step(self, **kwargs) -> None:
         """Clip, then update unless the gradient norm is non-finite; no host sync."""
         params = [
