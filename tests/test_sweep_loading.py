@@ -11,7 +11,8 @@ from pyarrow import feather as pa_feather
 
 import gasp  # noqa: F401
 from gasp.datasets import SampleTiming, create_av2_infos
-from gasp.datasets.av2_io import lidar_path, list_lidar_timestamps, read_sweep
+from gasp.datasets.av2_io import lidar_path, list_lidar_timestamps, read_sample_sweep, read_sweep
+from gasp.datasets.errors import AV2DataError
 from gasp.datasets.subsampling import random_rows, sorted_rows
 from gasp.datasets.transforms.random_yaw_rotation import rotate_xy
 from gasp.geometry import pose_matrix, transform_points
@@ -49,6 +50,43 @@ def test_read_sweep_takes_any_float_type_and_chunking(synthetic_av2_root, tmp_pa
     expected = xyz.astype(xyz_type.to_pandas_dtype()).astype(np.float32)
     np.testing.assert_array_equal(sweep['xyz_ego'], expected)
     np.testing.assert_array_equal(sweep['laser_number'], table.column('laser_number').to_numpy())
+
+
+def test_read_sweep_reads_only_the_fields_asked_for(synthetic_av2_root, tmp_path):
+    path = _a_sweep_file(synthetic_av2_root)
+    full, reference = read_sweep(path, 'log'), Sweep.from_feather(path)
+    laser_only = read_sweep(path, 'log', fields=('laser_number', ))
+    assert sorted(laser_only) == ['laser_number', 'xyz_ego']
+    np.testing.assert_array_equal(laser_only['xyz_ego'], reference.xyz.astype(np.float32))
+    np.testing.assert_array_equal(laser_only['laser_number'], reference.laser_number)
+    assert sorted(read_sweep(path, 'log', fields=())) == ['xyz_ego']
+    with pytest.raises(ValueError, match='unknown sweep fields'):
+        read_sweep(path, 'log', fields=('ring', ))
+    # A file without offset_ns is readable for what does not need it, and says what it lacks.
+    table = pa_feather.read_table(path)
+    lacking = tmp_path / path.name
+    pa_feather.write_feather(table.drop(['offset_ns']), lacking)
+    np.testing.assert_array_equal(
+        read_sweep(lacking, 'log', fields=('intensity', ))['intensity'], full['intensity'])
+    with pytest.raises(AV2DataError, match=r"columns \['offset_ns'\] are missing"):
+        read_sweep(lacking, 'log')
+    corrupt = tmp_path / ('1' + path.name)
+    corrupt.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(AV2DataError, match='cannot read feather file'):
+        read_sweep(corrupt, 'log', fields=('laser_number', ))
+
+
+def test_sample_sweep_memo_reads_once_and_again_for_a_missing_field(synthetic_av2_root):
+    path = _a_sweep_file(synthetic_av2_root)
+    results = {}
+    first = read_sample_sweep(results, path, 'log', fields=('laser_number', ))
+    assert read_sample_sweep(results, path, 'log', fields=()) is first
+    wider = read_sample_sweep(results, path, 'log', fields=('intensity', ))
+    assert wider is not first and sorted(wider) == ['intensity', 'laser_number', 'xyz_ego']
+    assert read_sample_sweep(results, path, 'log', fields=('laser_number', )) is wider
+    reference = Sweep.from_feather(path)
+    np.testing.assert_array_equal(wider['intensity'], reference.intensity)
+    np.testing.assert_array_equal(wider['laser_number'], reference.laser_number)
 
 
 def test_transform_points_into_a_column_slice():

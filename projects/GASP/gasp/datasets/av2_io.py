@@ -5,7 +5,7 @@ Layout of one log (``<root>/sensor/<split>/<log_id>/``): ``city_SE3_egovehicle.f
 ``sensors/cameras/<camera>/<ts>.jpg``, ``annotations.feather``, ``map/``.
 """
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,7 +18,9 @@ from .errors import AV2DataError
 RING_CAMERAS = ('ring_front_center', 'ring_front_left', 'ring_front_right', 'ring_side_left',
                 'ring_side_right', 'ring_rear_left', 'ring_rear_right')
 LIDARS = ('up_lidar', 'down_lidar')
-SWEEP_COLUMNS = ('x', 'y', 'z', 'intensity', 'laser_number', 'offset_ns')
+# The per-return fields of a sweep besides its coordinates, and their dtypes.
+SWEEP_FIELDS = ('intensity', 'laser_number', 'offset_ns')
+FIELD_DTYPES = dict(intensity=np.uint8, laser_number=np.uint8, offset_ns=np.int32)
 POSE_COLUMNS = ('qw', 'qx', 'qy', 'qz', 'tx_m', 'ty_m', 'tz_m')
 # laser_number 0-31 belong to the up lidar, 32-63 to the down lidar.
 LASERS_PER_LIDAR = 32
@@ -110,18 +112,27 @@ def read_intrinsics(log_dir: Path) -> Dict[str, dict]:
     }
 
 
-def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
+def read_sweep(path: Path,
+               log_id: str,
+               fields: Sequence[str] = SWEEP_FIELDS) -> Dict[str, np.ndarray]:
     """Read one lidar sweep (ego frame at the sweep timestamp) and check it.
 
     This is the data loader's hot path: the Arrow table is read memory-mapped on the calling
     thread (a loader worker is one of many processes; Arrow's thread pool would start a
-    thread per core in each) and its columns go straight to numpy (av2's ``read_feather``
-    builds a pandas frame first, which costs more than the read);
-    ``tests/test_av2_pipeline.py`` checks the result against av2's ``Sweep.from_feather``.
+    thread per core in each), only the columns asked for are decompressed (a training sample
+    needs neither ``offset_ns``, a third of a sweep's bytes, nor the future sweeps'
+    ``intensity``), and they go straight to numpy (av2's ``read_feather`` builds a pandas
+    frame first, which costs more than the read); ``tests/test_sweep_loading.py`` checks the
+    result against av2's ``Sweep.from_feather``.
+
+    Args:
+        path: the sweep file.
+        log_id: its log (for errors).
+        fields: which of :data:`SWEEP_FIELDS` to read besides the coordinates.
 
     Returns:
-        dict with ``xyz_ego`` (N, 3) float32, ``intensity`` (N,) uint8,
-        ``laser_number`` (N,) uint8, ``offset_ns`` (N,) int32.
+        dict with ``xyz_ego`` (N, 3) float32 and those of ``intensity`` (N,) uint8,
+        ``laser_number`` (N,) uint8, ``offset_ns`` (N,) int32 that ``fields`` names.
 
     Raises:
         AV2DataError: unreadable or truncated file, wrong columns, no points, or
@@ -131,21 +142,14 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
     if not path.is_file():
         raise AV2DataError(
             'lidar sweep file is missing', log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
+    unknown = [name for name in fields if name not in SWEEP_FIELDS]
+    if unknown:
+        raise ValueError(f'unknown sweep fields {unknown}; choose from {SWEEP_FIELDS}')
+    columns = ['x', 'y', 'z'] + list(fields)
     try:
-        table = pa_feather.read_table(path, memory_map=True, use_threads=False)
+        table = pa_feather.read_table(path, columns=columns, memory_map=True, use_threads=False)
     except Exception as err:  # pyarrow raises several types for corrupt files
-        raise AV2DataError(
-            f'cannot read feather file ({type(err).__name__}: {err})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=timestamp_ns) from err
-    missing = [c for c in SWEEP_COLUMNS if c not in table.column_names]
-    if missing:
-        raise AV2DataError(
-            f'columns {missing} are missing (found {table.column_names})',
-            log_id=log_id,
-            path=str(path),
-            timestamp_ns=timestamp_ns)
+        raise _unreadable_sweep(path, log_id, timestamp_ns, columns, err) from err
     if table.num_rows == 0:
         raise AV2DataError(
             'lidar sweep has no points', log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
@@ -158,11 +162,32 @@ def read_sweep(path: Path, log_id: str) -> Dict[str, np.ndarray]:
             log_id=log_id,
             path=str(path),
             timestamp_ns=timestamp_ns)
-    return dict(
-        xyz_ego=xyz,
-        intensity=_column(table, 'intensity').astype(np.uint8, copy=False),
-        laser_number=_column(table, 'laser_number').astype(np.uint8, copy=False),
-        offset_ns=_column(table, 'offset_ns').astype(np.int32, copy=False))
+    sweep = dict(xyz_ego=xyz)
+    for name in fields:
+        sweep[name] = _column(table, name).astype(FIELD_DTYPES[name], copy=False)
+    return sweep
+
+
+def _unreadable_sweep(path: Path, log_id: str, timestamp_ns, columns,
+                      err: Exception) -> AV2DataError:
+    """The error for a sweep file that a column read failed on: the columns it lacks, or
+    why it cannot be read."""
+    try:
+        found = pa_feather.read_table(path, memory_map=True).column_names
+    except Exception:  # the file itself is unreadable
+        found = None
+    missing = [c for c in columns if found is not None and c not in found]
+    if missing:
+        return AV2DataError(
+            f'columns {missing} are missing (found {found})',
+            log_id=log_id,
+            path=str(path),
+            timestamp_ns=timestamp_ns)
+    return AV2DataError(
+        f'cannot read feather file ({type(err).__name__}: {err})',
+        log_id=log_id,
+        path=str(path),
+        timestamp_ns=timestamp_ns)
 
 
 def _column(table, name: str) -> np.ndarray:
@@ -194,13 +219,20 @@ def _float32_columns(table, names) -> np.ndarray:
     return out
 
 
-def read_sample_sweep(results: dict, path: Path, log_id: str) -> Dict[str, np.ndarray]:
+def read_sample_sweep(results: dict,
+                      path: Path,
+                      log_id: str,
+                      fields: Sequence[str] = SWEEP_FIELDS) -> Dict[str, np.ndarray]:
     """:func:`read_sweep`, remembered in a sample's ``results`` under ``'sweep_memo'``.
 
     The future rays and the feature targets of a sample come from the same sweep files; with
-    this they are read once. Callers must not modify the returned arrays in place.
+    this they are read once (again only when a later caller needs a field the first did not
+    read). Callers must not modify the returned arrays in place.
     """
     memo = results.setdefault('sweep_memo', {})
-    if path not in memo:
-        memo[path] = read_sweep(path, log_id)
-    return memo[path]
+    sweep = memo.get(path)
+    if sweep is None or any(name not in sweep for name in fields):
+        held = sweep or {}
+        wanted = tuple(name for name in SWEEP_FIELDS if name in fields or name in held)
+        sweep = memo[path] = read_sweep(path, log_id, wanted)
+    return sweep

@@ -88,7 +88,10 @@ def sweep_path(results: dict, timestamp_ns: int) -> Path:
     return av2_io.lidar_path(log_dir_of(results), timestamp_ns)
 
 
-def read_log_sweep(results: dict, timestamp_ns: int, memo: bool = False) -> Dict[str, np.ndarray]:
+def read_log_sweep(results: dict,
+                   timestamp_ns: int,
+                   memo: bool = False,
+                   fields: Sequence[str] = av2_io.SWEEP_FIELDS) -> Dict[str, np.ndarray]:
     """A sweep of the sample's log in the ego frame at its timestamp, whatever the format.
 
     Args:
@@ -96,6 +99,8 @@ def read_log_sweep(results: dict, timestamp_ns: int, memo: bool = False) -> Dict
         timestamp_ns: the sweep.
         memo: remember the sweep in ``results['sweep_memo']`` (future rays and feature targets
             read the same sweeps); callers must not modify the arrays in place.
+        fields: the fields needed besides ``xyz_ego`` (see :func:`.av2_io.read_sweep`; AV2
+            files are read for those only, nuScenes sweeps come with all).
 
     Returns:
         see :func:`.av2_io.read_sweep`.
@@ -104,8 +109,8 @@ def read_log_sweep(results: dict, timestamp_ns: int, memo: bool = False) -> Dict
     path = sweep_path(results, timestamp_ns)
     if log_format(log) == 'av2':
         if memo:
-            return av2_io.read_sample_sweep(results, path, log['log_id'])
-        return av2_io.read_sweep(path, log['log_id'])
+            return av2_io.read_sample_sweep(results, path, log['log_id'], fields)
+        return av2_io.read_sweep(path, log['log_id'], fields)
     cache = results.setdefault('sweep_memo', {}) if memo else {}
     if path not in cache:
         cache[path] = nuscenes_io.read_nuscenes_sweep(path, log['log_id'],

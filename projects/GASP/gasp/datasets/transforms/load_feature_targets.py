@@ -80,7 +80,7 @@ class LoadFeatureTargets(BaseTransform):
         picked = []
         for stamp in stamps:
             cached = read_sweep_features(self.cache_dir, log['log_id'], stamp, cache_id)
-            sweep = read_log_sweep(results, stamp, memo=True)
+            sweep = read_log_sweep(results, stamp, memo=True, fields=())
             rows = cached['point_index']
             if len(rows) and rows.max() >= len(sweep['xyz_ego']):
                 raise AV2DataError(

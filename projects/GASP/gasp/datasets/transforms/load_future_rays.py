@@ -73,7 +73,9 @@ class LoadFutureRays(BaseTransform):
         lidar_pos_ego = np.stack([log['ego_from_lidar'][name][:3, 3]
                                   for name in lidar_names(log)]).astype(np.float32)
         rng = sample_rng()
-        sweeps = [read_log_sweep(results, stamp, memo=True) for stamp in stamps]
+        sweeps = [
+            read_log_sweep(results, stamp, memo=True, fields=('laser_number', )) for stamp in stamps
+        ]
         selected = [self._select_rays(sweep, log, lidar_pos_ego, rng) for sweep in sweeps]
         # One output array per field, each sweep written into its rows.
         count = sum(len(rows) for rows in selected)

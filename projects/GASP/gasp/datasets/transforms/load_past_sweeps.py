@@ -42,7 +42,10 @@ class LoadPastSweeps(BaseTransform):
         log = results['log']
         stamps = results['past_timestamps_ns']
         ref_from_ego = ref_from_ego_at(log, stamps, results['timestamp_ns'])
-        sweeps = [self._outside_ego_box(read_log_sweep(results, stamp)) for stamp in stamps]
+        sweeps = [
+            self._outside_ego_box(read_log_sweep(results, stamp, fields=('intensity', )))
+            for stamp in stamps
+        ]
         # One output array, each sweep written into its rows (no per-sweep chunks to join).
         points = np.empty((sum(len(xyz) for xyz, _ in sweeps), 5), dtype=np.float32)
         start = 0
