@@ -11,7 +11,8 @@ from pyarrow import feather as pa_feather
 
 import gasp  # noqa: F401
 from gasp.datasets import SampleTiming, create_av2_infos
-from gasp.datasets.av2_io import lidar_path, list_lidar_timestamps, read_sample_sweep, read_sweep
+from gasp.datasets.av2_io import (lidar_path, list_lidar_timestamps, read_sample_sweep, read_sweep,
+                                  xyz_rows_float32)
 from gasp.datasets.errors import AV2DataError
 from gasp.datasets.subsampling import random_rows, sorted_rows
 from gasp.datasets.transforms.random_yaw_rotation import rotate_xy
@@ -50,6 +51,29 @@ def test_read_sweep_takes_any_float_type_and_chunking(synthetic_av2_root, tmp_pa
     expected = xyz.astype(xyz_type.to_pandas_dtype()).astype(np.float32)
     np.testing.assert_array_equal(sweep['xyz_ego'], expected)
     np.testing.assert_array_equal(sweep['laser_number'], table.column('laser_number').to_numpy())
+    # Kept in the file's dtype, rows converted after they are taken: the same values.
+    stored = read_sweep(path, 'log', fields=(), xyz_float32=False)['xyz_ego']
+    assert stored.dtype == xyz_type.to_pandas_dtype() and stored.shape == expected.shape
+    rows = np.array([0, 5, 3, table.num_rows - 1, 5])
+    taken = xyz_rows_float32(stored, rows)
+    assert taken.dtype == np.float32 and taken.flags.c_contiguous
+    np.testing.assert_array_equal(taken, expected[rows])
+
+
+@pytest.mark.parametrize('xyz_float32', [True, False])
+@pytest.mark.parametrize('bad', [np.inf, -np.inf, np.nan])
+def test_read_sweep_rejects_non_finite_coordinates(synthetic_av2_root, tmp_path, xyz_float32, bad):
+    table = pa_feather.read_table(_a_sweep_file(synthetic_av2_root))
+    z = table.column('z').to_numpy().copy()
+    z[[3, 17]] = bad
+    path = tmp_path / '315969629019741000.feather'
+    pa_feather.write_feather(table.set_column(2, 'z', pa.array(z, type=pa.float16())), path)
+    with pytest.raises(AV2DataError, match='2 points with NaN or infinite'):
+        read_sweep(path, 'log', xyz_float32=xyz_float32)
+    # The largest finite float16 (exponent bits 11110) is a coordinate like any other.
+    z[[3, 17]] = np.float16(65504.0)
+    pa_feather.write_feather(table.set_column(2, 'z', pa.array(z, type=pa.float16())), path)
+    assert read_sweep(path, 'log', xyz_float32=xyz_float32)['xyz_ego'][3, 2] == 65504.0
 
 
 def test_read_sweep_reads_only_the_fields_asked_for(synthetic_av2_root, tmp_path):
@@ -84,6 +108,7 @@ def test_sample_sweep_memo_reads_once_and_again_for_a_missing_field(synthetic_av
     wider = read_sample_sweep(results, path, 'log', fields=('intensity', ))
     assert wider is not first and sorted(wider) == ['intensity', 'laser_number', 'xyz_ego']
     assert read_sample_sweep(results, path, 'log', fields=('laser_number', )) is wider
+    assert wider['xyz_ego'].dtype == np.float16  # as stored; rows are converted when taken
     reference = Sweep.from_feather(path)
     np.testing.assert_array_equal(wider['intensity'], reference.intensity)
     np.testing.assert_array_equal(wider['laser_number'], reference.laser_number)

@@ -114,7 +114,8 @@ def read_intrinsics(log_dir: Path) -> Dict[str, dict]:
 
 def read_sweep(path: Path,
                log_id: str,
-               fields: Sequence[str] = SWEEP_FIELDS) -> Dict[str, np.ndarray]:
+               fields: Sequence[str] = SWEEP_FIELDS,
+               xyz_float32: bool = True) -> Dict[str, np.ndarray]:
     """Read one lidar sweep (ego frame at the sweep timestamp) and check it.
 
     This is the data loader's hot path: the Arrow table is read memory-mapped on the calling
@@ -129,6 +130,8 @@ def read_sweep(path: Path,
         path: the sweep file.
         log_id: its log (for errors).
         fields: which of :data:`SWEEP_FIELDS` to read besides the coordinates.
+        xyz_float32: False keeps ``xyz_ego`` in the file's dtype (AV2: float16), for a
+            caller that uses a few of its rows: :func:`xyz_rows_float32` converts only them.
 
     Returns:
         dict with ``xyz_ego`` (N, 3) float32 and those of ``intensity`` (N,) uint8,
@@ -154,8 +157,11 @@ def read_sweep(path: Path,
         raise AV2DataError(
             'lidar sweep has no points', log_id=log_id, path=str(path), timestamp_ns=timestamp_ns)
 
-    xyz = _float32_columns(table, ('x', 'y', 'z'))
-    if not np.isfinite(xyz).all():
+    if xyz_float32:
+        xyz = _float32_columns(table, ('x', 'y', 'z'))
+    else:
+        xyz = np.stack([_column(table, name) for name in ('x', 'y', 'z')], axis=1)
+    if not _all_finite(xyz):
         count = int((~np.isfinite(xyz).all(1)).sum())
         raise AV2DataError(
             f'lidar sweep has {count} points with NaN or infinite coordinates',
@@ -188,6 +194,25 @@ def _unreadable_sweep(path: Path, log_id: str, timestamp_ns, columns,
         log_id=log_id,
         path=str(path),
         timestamp_ns=timestamp_ns)
+
+
+def _all_finite(xyz: np.ndarray) -> bool:
+    """Whether no coordinate is NaN or infinite. numpy tests float16 element by element
+    (~2 ns each); a float16 is finite unless its five exponent bits are all set."""
+    if xyz.dtype == np.float16:
+        exponent = np.bitwise_and(xyz.view(np.uint16), np.uint16(0x7C00))
+        return not (exponent == 0x7C00).any()
+    return bool(np.isfinite(xyz).all())
+
+
+def xyz_rows_float32(xyz: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(M, 3) float32 rows of (N, 3) coordinates of any float dtype: the rows are taken
+    first, so only they are converted (exact for float16 and float32, the float32 rounding
+    of float64)."""
+    taken = np.take(xyz, rows, axis=0)
+    if taken.dtype == np.float16:
+        return torch.from_numpy(taken).float().numpy()  # see _float32_columns
+    return taken.astype(np.float32, copy=False)
 
 
 def _column(table, name: str) -> np.ndarray:
@@ -227,12 +252,14 @@ def read_sample_sweep(results: dict,
 
     The future rays and the feature targets of a sample come from the same sweep files; with
     this they are read once (again only when a later caller needs a field the first did not
-    read). Callers must not modify the returned arrays in place.
+    read). Both take a few thousand rows of a sweep, so ``xyz_ego`` stays in the file's
+    dtype (float16): take rows with :func:`xyz_rows_float32`. Callers must not modify the
+    returned arrays in place.
     """
     memo = results.setdefault('sweep_memo', {})
     sweep = memo.get(path)
     if sweep is None or any(name not in sweep for name in fields):
         held = sweep or {}
         wanted = tuple(name for name in SWEEP_FIELDS if name in fields or name in held)
-        sweep = memo[path] = read_sweep(path, log_id, wanted)
+        sweep = memo[path] = read_sweep(path, log_id, wanted, xyz_float32=False)
     return sweep

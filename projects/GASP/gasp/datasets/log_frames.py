@@ -98,7 +98,9 @@ def read_log_sweep(results: dict,
         results: the sample (``log``, ``data_root``).
         timestamp_ns: the sweep.
         memo: remember the sweep in ``results['sweep_memo']`` (future rays and feature targets
-            read the same sweeps); callers must not modify the arrays in place.
+            read the same sweeps); callers must not modify the arrays in place. A remembered
+            sweep's ``xyz_ego`` is in the file's dtype (AV2: float16): take rows with
+            :func:`.av2_io.xyz_rows_float32`.
         fields: the fields needed besides ``xyz_ego`` (see :func:`.av2_io.read_sweep`; AV2
             files are read for those only, nuScenes sweeps come with all).
 

@@ -9,6 +9,7 @@ from ...geometry import transform_points
 from ...targets.cache_manifest import check_settings, read_manifest
 from ...targets.feature_cache import (FEATURES_KIND, FEATURES_VERSION, MAKE_FEATURES,
                                       read_sweep_features)
+from ..av2_io import xyz_rows_float32
 from ..errors import AV2DataError
 from ..log_frames import read_log_sweep, ref_from_ego_at, sweep_path
 from ..subsampling import random_rows, sample_rng
@@ -91,7 +92,8 @@ class LoadFeatureTargets(BaseTransform):
                     timestamp_ns=int(stamp),
                     fix=f'rebuild the feature cache with `{MAKE_FEATURES}`.')
             keep = random_rows(len(rows), self.max_points_per_sweep, rng)
-            picked.append((np.take(sweep['xyz_ego'], rows[keep], axis=0), cached['features'], keep))
+            picked.append((xyz_rows_float32(sweep['xyz_ego'],
+                                            rows[keep]), cached['features'], keep))
         # One output array per field, each sweep written into its rows; the features keep
         # the cache's float16 (the data preprocessor converts the few it draws).
         count = sum(len(keep) for _, _, keep in picked)

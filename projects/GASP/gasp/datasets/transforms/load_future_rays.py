@@ -6,6 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
 from ...geometry import outside_box_xy, transform_points
+from ..av2_io import xyz_rows_float32
 from ..log_frames import lidar_index, lidar_names, read_log_sweep, ref_from_ego_at
 from ..subsampling import random_rows, sample_rng, sorted_rows
 from .load_past_sweeps import NS_PER_S
@@ -60,10 +61,11 @@ class LoadFutureRays(BaseTransform):
         if limit is not None and count > limit:
             draw = rng.choice(count, min(count, int(limit * 1.25) + 16), replace=False)
             valid = draw[self._valid(
-                np.take(xyz_ego, draw, axis=0), lidar_index(log, lasers[draw]), lidar_pos_ego)]
+                xyz_rows_float32(xyz_ego, draw), lidar_index(log, lasers[draw]), lidar_pos_ego)]
             if len(valid) >= limit:
                 return sorted_rows(valid[:limit], count)
-        keep = np.flatnonzero(self._valid(xyz_ego, lidar_index(log, lasers), lidar_pos_ego))
+        keep = np.flatnonzero(
+            self._valid(xyz_ego.astype(np.float32), lidar_index(log, lasers), lidar_pos_ego))
         return keep[random_rows(len(keep), limit, rng)]
 
     def transform(self, results: dict) -> dict:
@@ -90,7 +92,7 @@ class LoadFutureRays(BaseTransform):
             span = slice(start, start + len(rows))
             start += len(rows)
             lidar_id = lidar_index(log, sweep['laser_number'][rows])
-            offsets_ego = np.take(sweep['xyz_ego'], rows, axis=0) - lidar_pos_ego[lidar_id]
+            offsets_ego = xyz_rows_float32(sweep['xyz_ego'], rows) - lidar_pos_ego[lidar_id]
             depth = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
