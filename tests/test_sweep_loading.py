@@ -61,13 +61,18 @@ def test_read_sweep_takes_any_float_type_and_chunking(synthetic_av2_root, tmp_pa
 
 
 @pytest.mark.parametrize('xyz_float32', [True, False])
-@pytest.mark.parametrize('bad', [np.inf, -np.inf, np.nan])
-def test_read_sweep_rejects_non_finite_coordinates(synthetic_av2_root, tmp_path, xyz_float32, bad):
+@pytest.mark.parametrize('bad,as_null', [(np.inf, False), (-np.inf, False), (np.nan, False),
+                                         (np.nan, True)])
+def test_read_sweep_rejects_non_finite_coordinates(synthetic_av2_root, tmp_path, xyz_float32, bad,
+                                                   as_null):
     table = pa_feather.read_table(_a_sweep_file(synthetic_av2_root))
     z = table.column('z').to_numpy().copy()
     z[[3, 17]] = bad
     path = tmp_path / '315969629019741000.feather'
-    pa_feather.write_feather(table.set_column(2, 'z', pa.array(z, type=pa.float16())), path)
+    # pandas writes NaN as null (from_pandas=True does so too).
+    column = pa.array(z, type=pa.float16(), from_pandas=as_null)
+    assert column.null_count == (2 if as_null else 0)
+    pa_feather.write_feather(table.set_column(2, 'z', column), path)
     with pytest.raises(AV2DataError, match='2 points with NaN or infinite'):
         read_sweep(path, 'log', xyz_float32=xyz_float32)
     # The largest finite float16 (exponent bits 11110) is a coordinate like any other.

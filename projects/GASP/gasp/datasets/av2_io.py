@@ -160,7 +160,7 @@ def read_sweep(path: Path,
     if xyz_float32:
         xyz = _float32_columns(table, ('x', 'y', 'z'))
     else:
-        xyz = np.stack([_column(table, name) for name in ('x', 'y', 'z')], axis=1)
+        xyz = _stacked_columns(table, ('x', 'y', 'z'))
     if not _all_finite(xyz):
         count = int((~np.isfinite(xyz).all(1)).sum())
         raise AV2DataError(
@@ -201,7 +201,7 @@ def _all_finite(xyz: np.ndarray) -> bool:
     (~2 ns each); a float16 is finite unless its five exponent bits are all set."""
     if xyz.dtype == np.float16:
         exponent = np.bitwise_and(xyz.view(np.uint16), np.uint16(0x7C00))
-        return not (exponent == 0x7C00).any()
+        return bool(exponent.max() < 0x7C00)
     return bool(np.isfinite(xyz).all())
 
 
@@ -227,6 +227,22 @@ def _column(table, name: str) -> np.ndarray:
     if chunked.null_count:
         return chunked.to_numpy()
     return np.concatenate([chunk.to_numpy() for chunk in chunked.chunks])
+
+
+def _stacked_columns(table, names) -> np.ndarray:
+    """(N, len(names)) from numeric columns, in their common dtype; each Arrow chunk is
+    written into place (no per-column array to join first)."""
+    columns = [table.column(name) for name in names]
+    if any(chunked.null_count for chunked in columns):
+        return np.stack([_column(table, name) for name in names], axis=1)
+    dtype = np.result_type(*(chunked.type.to_pandas_dtype() for chunked in columns))
+    out = np.empty((table.num_rows, len(names)), dtype)
+    for i, chunked in enumerate(columns):
+        start = 0
+        for chunk in chunked.chunks:
+            out[start:start + len(chunk), i] = chunk.to_numpy()
+            start += len(chunk)
+    return out
 
 
 def _float32_columns(table, names) -> np.ndarray:
