@@ -275,10 +275,16 @@ def test_future_ray_subset_is_uniform_over_valid_returns(inside_fraction):
     sweep = dict(xyz_ego=xyz, laser_number=rng.integers(0, 64, count).astype(np.uint8))
     log = dict(ego_from_lidar={name: np.eye(4) for name in ('up_lidar', 'down_lidar')})
     transform = LoadFutureRays(max_rays_per_sweep=100)
+    lidar_pos_ego = np.array([[0.5, 0.0, 2.0], [1.5, 0.0, 0.5]], np.float32)
     hits = np.zeros(count)
     for _ in range(400):
-        rows = transform._select_rays(sweep, log, np.zeros((2, 3), np.float32), rng)
+        rows, lidar_id, offsets_ego, depth_sq = transform._select_rays(
+            sweep, log, lidar_pos_ego, rng)
         assert len(rows) == 100 and np.all(np.diff(rows) > 0)
+        # Each selected ray's lidar, offset from it and squared length, row by row.
+        np.testing.assert_array_equal(lidar_id, sweep['laser_number'][rows] // 32)
+        np.testing.assert_array_equal(offsets_ego, xyz[rows] - lidar_pos_ego[lidar_id])
+        np.testing.assert_allclose(depth_sq, (offsets_ego.astype(np.float64)**2).sum(1), rtol=1e-6)
         assert not inside[rows].any()
         hits[rows] += 1
     expected = 400 * 100 / (~inside).sum()

@@ -42,31 +42,56 @@ class LoadFutureRays(BaseTransform):
         self.max_rays_per_sweep = max_rays_per_sweep
         self.min_depth = min_depth
 
-    def _valid(self, xyz_ego, lidar_id, lidar_pos_ego) -> np.ndarray:
-        """(N,) mask of returns outside the ego box and at least ``min_depth`` away."""
-        offsets = xyz_ego - np.take(lidar_pos_ego, lidar_id, axis=0)
-        far = np.einsum('ij,ij->i', offsets, offsets) >= self.min_depth**2
-        return outside_box_xy(xyz_ego, self.ego_box_xy) & far
+    def _offsets(self, xyz_ego, lidar_id, lidar_pos_ego):
+        """Rays of returns: ``offsets_ego`` (N, 3) float32 (return minus its lidar's
+        position), their squared lengths (N,), and the (N,) mask of the valid ones (outside
+        the ego box and at least ``min_depth`` away)."""
+        # np.take: fancy indexing of the (L, 3) positions is 4x slower.
+        offsets_ego = xyz_ego - np.take(lidar_pos_ego, lidar_id, axis=0)
+        depth_sq = np.einsum('ij,ij->i', offsets_ego, offsets_ego)
+        valid = outside_box_xy(xyz_ego, self.ego_box_xy) & (depth_sq >= self.min_depth**2)
+        return offsets_ego, depth_sq, valid
 
-    def _select_rays(self, sweep, log, lidar_pos_ego, rng) -> np.ndarray:
-        """Sorted rows of the sweep's valid returns: all of them, or a uniform random subset
-        of ``max_rays_per_sweep``.
+    def _select_rays(self, sweep, log, lidar_pos_ego, rng) -> tuple:
+        """The sweep's valid returns: all of them, or a uniform random subset of
+        ``max_rays_per_sweep``, in file order.
 
         For the subset, a random ordered draw of 1.25x that many rows is filtered and its
         first valid ones kept (a uniform subset of the valid returns, without testing every
         point of a 100k-point sweep); if the draw holds too few valid rows, all are tested.
+
+        Returns:
+            the selected ``rows`` (R,) in ascending order, with their ``lidar_id`` (R,),
+            ``offsets_ego`` (R, 3) float32 and squared lengths (R,), as :meth:`_offsets`
+            computed them for the test.
         """
         xyz_ego, lasers = sweep['xyz_ego'], sweep['laser_number']
         count, limit = len(xyz_ego), self.max_rays_per_sweep
         if limit is not None and count > limit:
             draw = rng.choice(count, min(count, int(limit * 1.25) + 16), replace=False)
-            valid = draw[self._valid(
-                xyz_rows_float32(xyz_ego, draw), lidar_index(log, lasers[draw]), lidar_pos_ego)]
-            if len(valid) >= limit:
-                return sorted_rows(valid[:limit], count)
-        keep = np.flatnonzero(
-            self._valid(xyz_ego.astype(np.float32), lidar_index(log, lasers), lidar_pos_ego))
-        return keep[random_rows(len(keep), limit, rng)]
+            lidar_id = lidar_index(log, lasers[draw])
+            offsets_ego, depth_sq, valid = self._offsets(
+                xyz_rows_float32(xyz_ego, draw), lidar_id, lidar_pos_ego)
+            first = np.flatnonzero(valid)[:limit]  # positions in the draw
+            if len(first) == limit:
+                kept = draw[first]
+                # File order through a mask; each row's position in the draw through a
+                # row -> position table (only the kept rows' slots are written and read).
+                rows = sorted_rows(kept, count)
+                position = np.empty(count, np.int32)
+                position[kept] = first
+                return (rows, ) + self._take(position[rows], lidar_id, offsets_ego, depth_sq)
+        lidar_id = lidar_index(log, lasers)
+        offsets_ego, depth_sq, valid = self._offsets(
+            xyz_ego.astype(np.float32), lidar_id, lidar_pos_ego)
+        keep = np.flatnonzero(valid)
+        rows = keep[random_rows(len(keep), limit, rng)]
+        return (rows, ) + self._take(rows, lidar_id, offsets_ego, depth_sq)
+
+    @staticmethod
+    def _take(picks, lidar_id, offsets_ego, depth_sq) -> tuple:
+        return (np.take(lidar_id, picks), np.take(offsets_ego, picks,
+                                                  axis=0), np.take(depth_sq, picks))
 
     def transform(self, results: dict) -> dict:
         log = results['log']
@@ -80,7 +105,7 @@ class LoadFutureRays(BaseTransform):
         ]
         selected = [self._select_rays(sweep, log, lidar_pos_ego, rng) for sweep in sweeps]
         # One output array per field, each sweep written into its rows.
-        count = sum(len(rows) for rows in selected)
+        count = sum(len(rows) for rows, _, _, _ in selected)
         out = dict(
             origins=np.empty((count, 3), np.float32),
             directions=np.empty((count, 3), np.float32),
@@ -88,14 +113,10 @@ class LoadFutureRays(BaseTransform):
             times_s=np.empty(count, np.float32),
             sweep_index=np.empty(count, np.int16))
         start = 0
-        for k, (stamp, sweep, rows) in enumerate(zip(stamps, sweeps, selected)):
+        for k, (stamp, (rows, lidar_id, offsets_ego, depth_sq)) in enumerate(zip(stamps, selected)):
             span = slice(start, start + len(rows))
             start += len(rows)
-            lidar_id = lidar_index(log, sweep['laser_number'][rows])
-            # np.take: fancy indexing of the (L, 3) positions is 4x slower.
-            offsets_ego = (
-                xyz_rows_float32(sweep['xyz_ego'], rows) - np.take(lidar_pos_ego, lidar_id, axis=0))
-            depth = np.sqrt(np.einsum('ij,ij->i', offsets_ego, offsets_ego))
+            depth = np.sqrt(depth_sq)
             # Rigid motion: depths are frame-free, directions only rotate.
             rotation = ref_from_ego[k, :3, :3].astype(np.float32)
             lidar_pos_ref = transform_points(ref_from_ego[k], lidar_pos_ego)
