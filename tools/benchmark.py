@@ -1038,7 +1038,8 @@ def dataset_config(cfg, args):
 
 def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
     """What one dataloader worker does per sample: the config's pipeline run in this process
-    after one warm-up sample; time per transform, time reading sweep files, peak memory."""
+    after one warm-up sample, on one torch thread as in a dataloader worker; time per
+    transform, time reading sweep files, peak memory."""
     from mmdet3d.registry import DATASETS, TRANSFORMS
 
     from gasp.datasets import av2_io
@@ -1064,6 +1065,8 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
     count = min(num_samples, len(dataset) - 1)
     order = np.random.default_rng(0).permutation(len(dataset))[:count + 1]
     av2_io.read_sweep = timed_read_sweep  # every AV2 sweep read goes through it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torch's dataloader workers run
     try:
         for i, index in enumerate(order):
             if i == 1:  # the first sample warms caches and imports
@@ -1079,6 +1082,7 @@ def worker_breakdown(dataset_cfg, num_samples: int) -> dict:
                 totals.append(time.perf_counter() - start)
     finally:
         av2_io.read_sweep = original
+        torch.set_num_threads(threads)
     total = float(np.sum(totals))
     return dict(
         samples=count,
