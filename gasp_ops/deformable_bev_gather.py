@@ -19,12 +19,21 @@ runs along W (x, columns), the second along H (y, rows). The centre of cell ``(i
 ``point_cloud_range`` this is ``2 * (x - x_min) / (x_max - x_min) - 1`` (see
 :func:`metric_to_normalized`).
 """
+import functools
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .fast_path import FAST_DTYPES, device_constant, use_fast_path
+
+
+@functools.lru_cache(maxsize=64)
+def _range_bounds(bounds: tuple, dtype: torch.dtype, device: torch.device):
+    """(lower, span) of (x_min, y_min, x_max, y_max) as (2,) tensors of ``dtype``, the span
+    subtracted on the device once, not on every call."""
+    lower = device_constant(bounds[:2], dtype, device)
+    return lower, device_constant(bounds[2:], dtype, device) - lower
 
 
 def metric_to_normalized(xy: torch.Tensor, point_cloud_range: Sequence[float]) -> torch.Tensor:
@@ -37,12 +46,8 @@ def metric_to_normalized(xy: torch.Tensor, point_cloud_range: Sequence[float]) -
     Returns:
         (..., 2) normalized coordinates, -1 / 1 at the region's edges.
     """
-    lower = tuple(float(point_cloud_range[i]) for i in (0, 1))
-    upper = tuple(float(point_cloud_range[i]) for i in (3, 4))
-    # The span as the subtraction in xy's dtype gives it (same rounding as on the device).
-    span = (torch.tensor(upper, dtype=xy.dtype) - torch.tensor(lower, dtype=xy.dtype)).tolist()
-    lower = device_constant(lower, xy.dtype, xy.device)
-    span = device_constant(tuple(span), xy.dtype, xy.device)
+    bounds = tuple(float(point_cloud_range[i]) for i in (0, 1, 3, 4))
+    lower, span = _range_bounds(bounds, xy.dtype, xy.device)
     return 2.0 * (xy - lower) / span - 1.0
 
 
