@@ -108,12 +108,13 @@ class NonFiniteGuardHook(Hook):
         if not self._deferred:
             return
         terms = [k for k, v in (outputs or {}).items() if 'loss' in k and torch.is_tensor(v)]
-        skipped = runner.optim_wrapper.last_step.get('skipped')
-        device = skipped.device if skipped is not None else None
-        flags = [skipped if skipped is not None else torch.zeros((), device=device)]
-        flags += [(~torch.isfinite(outputs[k].detach())).any().float() for k in terms]
+        term_flags = [(~torch.isfinite(outputs[k].detach())).any().float() for k in terms]
+        skipped = runner.optim_wrapper.last_step.get('skipped')  # absent: no update this time
+        if skipped is None:
+            device = term_flags[0].device if term_flags else None
+            skipped = torch.zeros((), device=device)
         self._pending.append((runner.iter, describe_batch(data_batch), terms,
-                              torch.stack([f.reshape(()).to(flags[0].device) for f in flags])))
+                              torch.stack([skipped.reshape(())] + term_flags)))
         if logger_reads_now(self, runner, batch_idx, self.interval):
             self.check_pending()
 

@@ -36,6 +36,10 @@ class SkippedSamplesHook(Hook):
     def __init__(self):
         self.total = 0
         self._unsummed = 0
+        self._interval = None
+
+    def before_train(self, runner) -> None:
+        self._interval = logger_interval(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         failures = load_failures(data_batch)
@@ -48,7 +52,7 @@ class SkippedSamplesHook(Hook):
         self._unsummed += len(failures)
         if get_world_size() == 1:
             self.total, self._unsummed = self.total + self._unsummed, 0
-        elif logger_reads_now(self, runner, batch_idx, logger_interval(runner)):
+        elif logger_reads_now(self, runner, batch_idx, self._interval):
             value = torch.tensor([float(self._unsummed)])
             all_reduce(value, op='sum')
             self.total, self._unsummed = self.total + int(value.item()), 0
