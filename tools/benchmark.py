@@ -779,21 +779,38 @@ def kernel_busy(fn, steps: int, details: bool = False):
 
 def host_syncs(fn) -> list:
     """Where one call of ``fn`` makes the host wait for the GPU: torch's sync debug mode warns
-    at every synchronizing call, attributed to the Python line that made it. Each sync
-    drains the GPU's queue, so the host's work after it is GPU idle time."""
+    at every synchronizing call. Each sync drains the GPU's queue, so the host's work after it
+    is GPU idle time. A sync is named by the innermost caller outside torch itself, followed
+    by the torch line that made it (``caller <- torch line``)."""
+    import traceback
     import warnings
+    found = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if 'synchroniz' not in str(message).lower():
+            return
+        def name(path, line):
+            return f'{"/".join(Path(path).parts[-2:])}:{line}'
+
+        stack = traceback.extract_stack()[:-1]
+        inside = 0  # the torch frames between the caller and the sync, innermost last
+        while inside < len(stack) and f'{os.sep}torch{os.sep}' in stack[-1 - inside].filename:
+            inside += 1
+        chain = [name(f.filename, f.lineno) for f in stack[len(stack) - inside - 1:]][-4:]
+        if name(filename, lineno) not in chain:
+            chain.append(name(filename, lineno))
+        found.append(' <- '.join(chain))
+
     torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter('always')
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode('warn')
         try:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode('default')
-    return [
-        f'{"/".join(Path(w.filename).parts[-2:])}:{w.lineno}' for w in caught
-        if 'synchroniz' in str(w.message).lower()
-    ]
+    return found
 
 
 # The floor of a step: every conv / linear layer at the better of its matmul or HBM roofline,
@@ -1186,6 +1203,7 @@ class FedStepProbe:
         self.warmup, self.steps, self.profile_steps = warmup, steps, profile_steps
         self.kernels, self.host = KernelWindow(), HostWindow(trace_path)
         self.waits, self.first_batch, self.result, self.host_profile = [], None, None, None
+        self.slot_batches = 0  # measured batches that came in a worker's batch slot
         self._last_end = None
 
     def hook(self):
@@ -1209,8 +1227,11 @@ class FedStepProbe:
     def before(self, iteration: int, data_batch) -> None:
         if self._measured(iteration):
             self.waits.append(time.perf_counter() - self._last_end)
-            if self.first_batch is None:
-                self.first_batch = data_batch
+            packed = data_batch.get('packed') if isinstance(data_batch, dict) else None
+            self.slot_batches += int(packed is not None and 'slot' in packed.metainfo)
+            if self.first_batch is None:  # replayed later: out of its batch slot
+                from gasp.datasets.collate import detach_batch
+                self.first_batch = detach_batch(data_batch)
         if iteration >= self.warmup + self.steps and self.profile_steps:
             self.host.begin_step()
 
@@ -1302,6 +1323,7 @@ def fed_training(cfg,
         fed_step_ms=1e3 * fed_wall_s / steps,
         fed_samples_per_s=steps * batch_size / fed_wall_s,
         data_wait_ms_per_step=1e3 * float(np.mean(probe.waits)),
+        slot_batches=probe.slot_batches,
         gpu_busy_fraction=fed_busy,
         fed_idle=fed_idle,
         in_memory_step_ms=1e3 * in_memory_wall_s / steps,

@@ -9,7 +9,12 @@ on an H100 host the GPU sat idle for tens of milliseconds a step. :func:`gasp_co
 concatenates each tensor field over the batch in the worker (one tensor per field, ~15 a
 batch); :func:`unpack_batch`, called by the data preprocessor after the copy to the GPU,
 splits them back into per-sample views, so models see exactly what ``pseudo_collate`` gives.
+
+In a dataloader worker the packed fields are written into one of the worker's batch slots
+(:mod:`.batch_slots`): shared memory that the training process maps and pins once, so the
+batch is not copied again on the host on its way to the GPU.
 """
+import os
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -18,9 +23,31 @@ from mmengine.registry import FUNCTIONS
 from mmengine.structures import BaseDataElement
 
 from ..structures import PinnableDataElement
+from .batch_slots import SlotLease, SlotRef, plan_layout, slot_views, worker_slots
 
 #: Key of the packed fields in a collated batch.
 PACKED_KEY = 'packed'
+#: Metainfo key of the packed fields' batch slot.
+SLOT_KEY = 'slot'
+
+
+class SlotPackedElement(PinnableDataElement):
+    """Packed fields that live in a batch slot. Pickled without its tensors (the slot in its
+    metainfo carries them); unpickled in the training process with its fields as views of
+    the slot, which the pin-memory thread finds already pinned."""
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for name in self._data_fields:
+            state.pop(name, None)
+        state['_data_fields'] = set()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        lease = self.metainfo.get(SLOT_KEY)
+        if isinstance(lease, SlotLease):
+            self.set_data(lease.views())
 
 
 def _tensor_fields(element: BaseDataElement,
@@ -48,41 +75,64 @@ def _without_tensors(element: BaseDataElement) -> BaseDataElement:
 
 
 @FUNCTIONS.register_module()
-def gasp_collate(data_batch: Sequence[dict]) -> dict:
+def gasp_collate(data_batch: Sequence[dict], slots_per_worker: int = 3) -> dict:
     """Collate ``PackGASPInputs`` samples into ``inputs``, ``data_samples`` (metainfo and
     non-tensor fields) and ``packed``: one tensor per field concatenated over the batch
     along the first dimension, with the per-sample lengths in its metainfo.
 
     Fields that are not in every sample with the same dtype and trailing shape stay in the
     data samples as ``pseudo_collate`` leaves them.
+
+    Args:
+        data_batch: the samples.
+        slots_per_worker: batch slots a dataloader worker keeps (:mod:`.batch_slots`; the
+            dataloader's ``prefetch_factor`` plus one covers steady training); 0 sends every
+            batch as ordinary shared tensors. Unused outside a worker.
     """
     batch = pseudo_collate(list(data_batch))
     samples: List[BaseDataElement] = batch['data_samples']
     per_sample = [_tensor_fields(s) for s in samples]
     keys = sorted(k for k in set.intersection(*(set(f) for f in per_sample))
                   if _concatenable([f[k] for f in per_sample]))
-    packed = PinnableDataElement()
-    lengths = {}
-    for i, key in enumerate(keys):
-        parts = [f[key] for f in per_sample]
-        packed.set_field(torch.cat(parts), f'field{i}')
-        lengths[f'field{i}'] = (key, [len(p) for p in parts])
+    fields = {f'field{i}': [f[key] for f in per_sample] for i, key in enumerate(keys)}
+    lengths = {name: (key, [len(p) for p in fields[name]]) for name, key in zip(fields, keys)}
     points = batch['inputs'].get('points')
     if isinstance(points, list) and points and _concatenable(points):
-        packed.set_field(torch.cat(points), 'points')
+        fields['points'] = points
         lengths['points'] = (('inputs', 'points'), [len(p) for p in points])
         batch['inputs']['points'] = None
-    packed.set_metainfo(dict(lengths=lengths))
+    batch[PACKED_KEY] = _pack(fields, lengths, slots_per_worker)
     shells = []
-    for sample, fields in zip(samples, per_sample):
+    for sample, per in zip(samples, per_sample):
         shell = _without_tensors(sample)
-        for key, value in fields.items():  # fields not packed go back as they were
+        for key, value in per.items():  # fields not packed go back as they were
             if key not in keys:
                 _set_path(shell, key, value)
         shells.append(shell)
     batch['data_samples'] = shells
-    batch[PACKED_KEY] = packed
     return batch
+
+
+def _pack(fields: Dict[str, List[torch.Tensor]], lengths: dict,
+          slots_per_worker: int) -> PinnableDataElement:
+    """The concatenated fields: in a batch slot inside a dataloader worker when one is
+    free, else as ordinary tensors."""
+    if slots_per_worker > 0 and fields and torch.utils.data.get_worker_info() is not None:
+        layout, nbytes = plan_layout(fields)
+        slots = worker_slots(slots_per_worker)
+        taken = slots.acquire(nbytes)
+        if taken is not None:
+            index, slot = taken
+            views = slot_views(slot, layout)
+            for name, parts in fields.items():
+                torch.cat(parts, out=views[name])
+            packed = SlotPackedElement(metainfo=dict(lengths=lengths))
+            packed.set_metainfo({SLOT_KEY: SlotRef(os.getpid(), index, slot, layout)})
+            packed.set_data(views)  # dropped when pickled, rebuilt from the slot
+            return packed
+    packed = PinnableDataElement(metainfo=dict(lengths=lengths))
+    packed.set_data({name: torch.cat(parts) for name, parts in fields.items()})
+    return packed
 
 
 def _concatenable(parts) -> bool:
@@ -107,12 +157,35 @@ def unpack_batch(batch: dict) -> dict:
     if packed is None:
         return batch
     lengths = packed.metainfo['lengths']
+    lease = packed.metainfo.get(SLOT_KEY)
+    fields = {name: packed.get(name) for name in lengths}
+    if isinstance(lease, SlotLease):
+        device = next(iter(fields.values())).device
+        if device.type == 'cpu':  # still the slot's memory: the worker will overwrite it
+            fields = {name: value.clone() for name, value in fields.items()}
+        lease.release_after_copy(device)
     samples = batch['data_samples']
     for name, (path, sizes) in lengths.items():
-        parts = packed.get(name).split(sizes)
+        parts = fields[name].split(sizes)
         if path == ('inputs', 'points'):
             batch['inputs']['points'] = list(parts)
             continue
         for sample, part in zip(samples, parts):
             _set_path(sample, path, part)
     return batch
+
+
+def detach_batch(batch: dict) -> dict:
+    """A collated batch that can be kept and fed again (a benchmark's in-memory steps): its
+    packed fields copied out of the batch slot (into pinned memory where they were pinned).
+    The slot goes back with the original batch."""
+    packed = batch.get(PACKED_KEY)
+    if packed is None or not isinstance(packed.metainfo.get(SLOT_KEY), SlotLease):
+        return batch
+    own = PinnableDataElement(metainfo=dict(lengths=packed.metainfo['lengths']))
+    own.set_data({
+        name: torch.empty_like(value, pin_memory=value.is_pinned()).copy_(value)
+        for name, value in packed.items()
+    })
+    return {**batch, PACKED_KEY: own}
+
