@@ -793,6 +793,8 @@ def host_syncs(fn) -> list:
             return f'{"/".join(Path(path).parts[-2:])}:{line}'
 
         stack = traceback.extract_stack()[:-1]
+        while stack and Path(stack[-1].filename).name == 'warnings.py':
+            stack.pop()  # the warnings machinery that called record
         inside = 0  # the torch frames between the caller and the sync, innermost last
         while inside < len(stack) and f'{os.sep}torch{os.sep}' in stack[-1 - inside].filename:
             inside += 1
