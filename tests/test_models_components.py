@@ -137,6 +137,37 @@ def test_decoder_head_shapes():
     assert decoder(bev, queries, head='feature').shape == (2, 7, 5)
 
 
+@pytest.mark.parametrize('chunk', [0, 4, 9])
+def test_all_heads_in_one_trunk_pass_give_each_head_its_own_answers(chunk):
+    """forward_heads concatenates the heads' query sets through the shared trunk: row for row
+    the per-head forward (ego still ignores z), in any chunking, gradients included."""
+    torch.manual_seed(0)
+    decoder = small_decoder()
+    bev = torch.randn(2, 8, 16, 16, requires_grad=True)
+    queries = dict(
+        occupancy=torch.rand(2, 7, 4) * 10 - 5,
+        ego=torch.rand(2, 3, 4) * 10 - 5,
+        feature=torch.rand(2, 5, 4) * 10 - 5)
+    together = decoder.forward_heads(bev, queries, chunk=chunk)
+    grad_together = torch.autograd.grad(sum(v.sum() for v in together.values()), bev)[0]
+    alone = {head: decoder(bev, q, head=head) for head, q in queries.items()}
+    grad_alone = torch.autograd.grad(sum(v.sum() for v in alone.values()), bev)[0]
+    for head in queries:
+        torch.testing.assert_close(together[head], alone[head], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_together, grad_alone, rtol=1e-5, atol=1e-6)
+    assert together['feature'].shape == (2, 5, 5) and together['ego'].shape == (2, 3)
+    lifted = dict(ego=queries['ego'] + torch.tensor([0.0, 0.0, 2.0, 0.0]))
+    torch.testing.assert_close(decoder.forward_heads(bev, lifted)['ego'], together['ego'])
+
+
+def test_forward_heads_names_the_head_with_bad_queries():
+    decoder = small_decoder()
+    with pytest.raises(ValueError, match="for head 'ego'"):
+        decoder.forward_heads(torch.randn(2, 8, 16, 16), dict(ego=torch.zeros(2, 3, 3)))
+    with pytest.raises(ValueError, match="head 'semantics' is not configured"):
+        decoder.forward_heads(torch.randn(2, 8, 16, 16), dict(semantics=torch.zeros(2, 3, 4)))
+
+
 def test_decoder_default_config_is_four_heads_eight_points_width_256_feature_64():
     decoder = MODELS.build(dict(type='ImplicitOccupancyDecoder'))
     assert decoder.num_heads == 4 and decoder.num_points == 8

@@ -751,9 +751,12 @@ class KernelWindow:
         if not details:
             return busy, wall_us / 1e6
         copies = [(e['ts'], e['ts'] + e['dur']) for e in events if e.get('cat') == 'gpu_memcpy']
-        gaps = [gap for gap in _gaps_us(kernels) if gap > 1e3]
+        all_gaps = _gaps_us(kernels)
+        gaps = [gap for gap in all_gaps if gap > 1e3]
         return busy, wall_us / 1e6, dict(
+            kernels_per_call=len(kernels) / calls,
             copy_ms_per_call=_union_us(copies) / 1e3 / calls,
+            gap_ms_under_1ms_per_call=sum(g for g in all_gaps if g <= 1e3) / 1e3 / calls,
             gaps_over_1ms_per_call=len(gaps) / calls,
             gap_ms_over_1ms_per_call=sum(gaps) / 1e3 / calls,
             longest_gap_ms=max(gaps, default=0.0) / 1e3,
@@ -787,8 +790,8 @@ def host_syncs(fn) -> list:
     found = []
 
     def record(message, category, filename, lineno, file=None, line=None):
-        if 'synchroniz' not in str(message).lower():
-            return
+        if 'called a synchronizing' not in str(message):
+            return  # e.g. the notice that the debug mode is a prototype
         def name(path, line):
             return f'{"/".join(Path(path).parts[-2:])}:{line}'
 

@@ -41,4 +41,6 @@ model = dict(
         ego=dict(type='OccupancyBCELoss', loss_weight=1.0),
         feature=dict(
             type='FeatureDistillationLoss', l1_weight=1.0, cosine_weight=1.0, loss_weight=1.0)),
-    decoder_chunk=2**16)
+    # Queries per sample through the decoder trunk at once, all heads together (2^17 + 2 x
+    # 2^14 in training: one pass); bounds the memory of inference.
+    decoder_chunk=2**18)

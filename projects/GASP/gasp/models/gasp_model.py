@@ -25,7 +25,8 @@ class GASP(BEVEncoderMixin, BaseModel):
         losses: head name -> loss config; every batch must bring targets for each.
         voxel_encoder, middle_encoder, neck: optional mmdet3d parts before/after the backbone.
         data_preprocessor: :class:`GASPDataPreprocessor` config.
-        decoder_chunk: queries evaluated per decoder call (bounds memory; 0 = all at once).
+        decoder_chunk: queries per sample through the decoder trunk at once, the heads' query
+            sets together (bounds the memory of inference; 0 = all at once).
     """
 
     def __init__(self,
@@ -56,13 +57,13 @@ class GASP(BEVEncoderMixin, BaseModel):
 
     def query(self, bev: torch.Tensor, queries: torch.Tensor, head: str) -> torch.Tensor:
         """Evaluate ``head`` at (B, Q, 4) queries, in chunks of ``decoder_chunk``."""
-        if not self.decoder_chunk or queries.shape[1] <= self.decoder_chunk:
-            return self.decoder(bev, queries, head=head)
-        return torch.cat([
-            self.decoder(bev, chunk, head=head)
-            for chunk in queries.split(self.decoder_chunk, dim=1)
-        ],
-                         dim=1)
+        return self.query_heads(bev, {head: queries})[head]
+
+    def query_heads(self, bev: torch.Tensor,
+                    queries: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Evaluate several heads, each at its (B, Q_head, 4) queries, through one pass of the
+        shared decoder trunk (in chunks of ``decoder_chunk`` queries per sample)."""
+        return self.decoder.forward_heads(bev, queries, self.decoder_chunk)
 
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         bev = self.extract_bev(inputs)
@@ -74,11 +75,13 @@ class GASP(BEVEncoderMixin, BaseModel):
                 'preprocessor a sampler for them (ego_sampler, num_feature_queries) and the '
                 'pipeline their loader (LoadFutureEgoPath, LoadFeatureTargets), or remove the '
                 'head from model.decoder.heads and model.losses.')
-        losses = {}
-        for head, loss_fn in self.losses.items():
-            pred = self.query(bev, targets[head]['queries'], head)
-            losses[f'loss_{head}'] = loss_fn(pred.float(), targets[head]['labels'])
-        return losses
+        # All heads through one trunk pass: a quarter of the decoder's kernel launches of
+        # one call per head and query chunk, on larger matrices.
+        preds = self.query_heads(bev, {head: targets[head]['queries'] for head in self.losses})
+        return {
+            f'loss_{head}': loss_fn(preds[head].float(), targets[head]['labels'])
+            for head, loss_fn in self.losses.items()
+        }
 
     def predict(self, inputs: dict, data_samples: Sequence[BaseDataElement]) -> list:
         """Answer every query set of the batch; optionally render dense BEV fields.

@@ -155,20 +155,50 @@ class ImplicitOccupancyDecoder(BaseModule):
         Returns:
             (B, Q) logits for a head of size 1, else (B, Q, size) (e.g. distilled features).
         """
-        if head not in self.output_layers:
-            raise ValueError(f'ImplicitOccupancyDecoder: head {head!r} is not configured; '
-                             f'configured heads: {sorted(self.head_sizes)}')
-        if queries.dim() != 3 or queries.shape[-1] != 4 or queries.shape[0] != bev_feats.shape[0]:
-            raise ValueError('ImplicitOccupancyDecoder: expected queries (B, Q, 4) = (x, y, z, t) '
-                             f'with the batch of bev_feats {tuple(bev_feats.shape)}, got '
-                             f'{tuple(queries.shape)}')
+        return self.forward_heads(bev_feats, {head: queries})[head]
+
+    def forward_heads(self,
+                      bev_feats: torch.Tensor,
+                      queries: Dict[str, torch.Tensor],
+                      chunk: int = 0) -> Dict[str, torch.Tensor]:
+        """Evaluate several heads, each at its own query points, through one pass of the
+        shared trunk over all of them (row for row the same as one :meth:`forward` per head,
+        with fewer and larger kernels).
+
+        Args:
+            bev_feats: (B, C, H, W) BEV feature map, as in :meth:`forward`.
+            queries: head name -> (B, Q_head, 4) queries, as in :meth:`forward`.
+            chunk: at most this many queries per sample go through the trunk at once (bounds
+                the memory of inference); 0: all at once.
+
+        Returns:
+            head name -> (B, Q_head) logits or (B, Q_head, size) outputs.
+        """
+        for head, points in queries.items():
+            if head not in self.output_layers:
+                raise ValueError(f'ImplicitOccupancyDecoder: head {head!r} is not configured; '
+                                 f'configured heads: {sorted(self.head_sizes)}')
+            if points.dim() != 3 or points.shape[-1] != 4 or points.shape[0] != bev_feats.shape[0]:
+                raise ValueError(
+                    'ImplicitOccupancyDecoder: expected queries (B, Q, 4) = (x, y, z, t) with '
+                    f'the batch of bev_feats {tuple(bev_feats.shape)}, got '
+                    f'{tuple(points.shape)} for head {head!r}')
         if bev_feats.is_cuda:
             # The GPU gather reads a bilinear corner as one contiguous run of channels: convert
-            # once here for both gathers of this call (a no-op when the map already is).
+            # once here for all gathers of this call (a no-op when the map already is).
             bev_feats = bev_feats.contiguous(memory_format=torch.channels_last)
-        if head in self.planar_heads:
-            queries = torch.cat(
-                [queries[..., :2],
-                 torch.zeros_like(queries[..., 2:3]), queries[..., 3:]], dim=-1)
-        out = self.output_layers[head](self.trunk(bev_feats, queries))
-        return out.squeeze(-1) if self.head_sizes[head] == 1 else out
+        parts = [
+            torch.cat([q[..., :2], torch.zeros_like(q[..., 2:3]), q[..., 3:]], dim=-1)
+            if head in self.planar_heads else q for head, q in queries.items()
+        ]
+        flat = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        if chunk and flat.shape[1] > chunk:
+            trunk = torch.cat([self.trunk(bev_feats, c) for c in flat.split(chunk, dim=1)], dim=1)
+        else:
+            trunk = self.trunk(bev_feats, flat)
+        out = {}
+        for (head, q), feats in zip(queries.items(), trunk.split([q.shape[1] for q in parts],
+                                                                 dim=1)):
+            pred = self.output_layers[head](feats)
+            out[head] = pred.squeeze(-1) if self.head_sizes[head] == 1 else pred
+        return out
