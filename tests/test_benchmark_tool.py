@@ -273,7 +273,8 @@ def test_fed_step_probe_measures_the_chosen_iterations(tmp_path):
         ('host', 'stop', 6),
     ]
     assert len(probe.waits) == 3 and all(w >= 0 for w in probe.waits)
-    assert [float(x) for x in probe.first_batch['inputs']] == [4.0, 5.0]  # iteration 2's batch
+    # The replayed batch is iteration 1's, taken before the window opens.
+    assert [float(x) for x in probe.first_batch['inputs']] == [2.0, 3.0]
     assert probe.result == (0.5, 1.0, {}) and probe.host_profile == {'gaps': 0}
 
 

@@ -39,6 +39,10 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
         non_blocking: copy the batch to the GPU asynchronously. With a ``pin_memory=True``
             dataloader (the configs' default) the copy runs at full PCIe speed and the host goes
             on launching the step; nothing reads the copied tensors on the host.
+        copy_stream: on a GPU, copy the batch on a stream of its own, so that the copy runs
+            while the GPU still works on the previous step (the host launches ahead of it);
+            on the compute stream the copy waits for that step's last kernel and the GPU
+            computes nothing for its duration (~4 ms of a 105 ms batch-8 step).
     """
 
     def __init__(self,
@@ -51,8 +55,11 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
                  num_feature_queries: int = 0,
                  bev_input: bool = True,
                  voxel_layer: Optional[dict] = None,
-                 non_blocking: bool = True):
+                 non_blocking: bool = True,
+                 copy_stream: bool = True):
         super().__init__(non_blocking=non_blocking)
+        self.copy_stream = copy_stream
+        self._copy_streams = {}
         self.point_cloud_range = tuple(point_cloud_range)
         self.voxel_size = tuple(voxel_size)
         self.num_past_sweeps = num_past_sweeps
@@ -70,7 +77,7 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
     def forward(self, data: dict, training: bool = False) -> dict:
         # A gasp_collate batch moves as a few packed tensors and is split into per-sample
         # views on the device.
-        data = unpack_batch(self.cast_data(data))
+        data = unpack_batch(self.to_device(data))
         points: List[torch.Tensor] = data['inputs']['points']
         samples: List[BaseDataElement] = data['data_samples']
         inputs = dict(points=points)
@@ -80,6 +87,23 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
             inputs['voxels'] = self.voxelize_hard(points)
         inputs['targets'] = self.sample_targets(samples, training)
         return dict(inputs=inputs, data_samples=samples)
+
+    def to_device(self, data: dict) -> dict:
+        """``cast_data``, on a copy stream of its own on a GPU (see ``copy_stream``): the
+        compute stream waits for the copy, and the copied tensors are marked as used by it
+        (so the caching allocator does not hand their memory to the copy stream early)."""
+        if not (self.copy_stream and self.device.type == 'cuda' and torch.cuda.is_available()):
+            return self.cast_data(data)
+        compute = torch.cuda.current_stream(self.device)
+        stream = self._copy_streams.get(self.device)
+        if stream is None:
+            stream = self._copy_streams[self.device] = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(stream):
+            moved = self.cast_data(data)
+        compute.wait_stream(stream)
+        for tensor in _device_tensors(moved):
+            tensor.record_stream(compute)
+        return moved
 
     def time_slots(self, t_rel_s: torch.Tensor) -> torch.Tensor:
         """(N,) input time slot of each point from its relative time (s)."""
@@ -156,3 +180,19 @@ class GASPDataPreprocessor(BaseDataPreprocessor):
     def _pair(pair):
         queries, labels = pair
         return dict(queries=queries, labels=labels)
+
+
+def _device_tensors(data):
+    """The GPU tensors of a batch: in mappings, sequences and data elements."""
+    if isinstance(data, torch.Tensor):
+        if data.is_cuda:
+            yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _device_tensors(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            yield from _device_tensors(value)
+    elif isinstance(data, BaseDataElement):
+        for value in data.values():
+            yield from _device_tensors(value)
