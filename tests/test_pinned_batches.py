@@ -1,11 +1,14 @@
 """Packed GASP samples are pinned by a ``pin_memory=True`` dataloader (the configs' default), so
 the data preprocessor's ``non_blocking`` copy does not stall the host."""
 import numpy as np
+import pytest
 import torch
-from mmdet3d.registry import TRANSFORMS
+from mmdet3d.registry import MODELS, TRANSFORMS
 
 import gasp  # noqa: F401  (registers the GASP modules)
+from gasp.datasets.collate import gasp_collate
 from gasp.structures import PinnableDataElement
+from test_collate import packed_sample
 
 
 class FakePinnable:
@@ -49,3 +52,26 @@ def test_packed_samples_are_pinnable_all_the_way_down():
     assert torch.equal(sample.rays.depths, torch.ones(3))
     # torch's pin-memory thread pins any object with a pin_memory method.
     assert hasattr(sample, 'pin_memory') and hasattr(sample.rays, 'pin_memory')
+
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_the_copy_stream_delivers_the_batch_the_compute_stream_reads(device):
+    """On a GPU the data preprocessor copies on its own stream; the compute stream waits for
+    it, so a kernel launched right after reads the copied values (on CPU: cast_data)."""
+    preprocessor = MODELS.build(
+        dict(type='GASPDataPreprocessor', occupancy_sampler=None, bev_input=False)).to(device)
+    samples = [packed_sample(200000, 50000, 'a'), packed_sample(1000, 300, 'b')]
+    batch = gasp_collate(samples)
+    if device == 'cuda':
+        batch = {k: (v.pin_memory() if hasattr(v, 'pin_memory') else v) for k, v in batch.items()}
+        torch.cuda._sleep(20_000_000)  # the compute stream is busy: the copy runs beside it
+    moved = preprocessor.to_device(batch)
+    points = moved['packed'].points
+    total = points.sum(dim=0)  # on the compute stream, queued right after the copy
+    assert points.device.type == device
+    torch.testing.assert_close(total.cpu(), batch['packed'].points.sum(dim=0))
+    if device == 'cuda':
+        assert preprocessor._copy_streams  # a stream of its own was used
