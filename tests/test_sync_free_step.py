@@ -91,13 +91,15 @@ def test_step_reads_nothing_on_the_host(monkeypatch):
 
 
 def test_autocast_dtype_and_its_validation():
-    model = torch.nn.Linear(3, 2)
+    # mmengine's autocast acts on the machine's accelerator (the GPU where there is one).
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model = torch.nn.Linear(3, 2).to(device)
     wrapper = SyncFreeOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), dtype='bfloat16')
     with wrapper.optim_context(model):
-        assert model(torch.randn(4, 3)).dtype == torch.bfloat16
+        assert model(torch.randn(4, 3, device=device)).dtype == torch.bfloat16
     plain = SyncFreeOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
     with plain.optim_context(model):
-        assert model(torch.randn(4, 3)).dtype == torch.float32
+        assert model(torch.randn(4, 3, device=device)).dtype == torch.float32
     with pytest.raises(ValueError, match='AmpOptimWrapper'):
         SyncFreeOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), dtype='float16')
 
