@@ -4,12 +4,13 @@ gasp_collate's."""
 import copy
 import gc
 import pickle
+from multiprocessing.reduction import ForkingPickler
 
 import pytest
-import torch.multiprocessing  # noqa: F401  (registers the tensor reductions)
 import torch
+import torch.multiprocessing  # noqa: F401  (registers the tensor reductions)
 from mmengine.dataset import pseudo_collate
-from multiprocessing.reduction import ForkingPickler
+from test_collate import assert_same_batch, packed_sample
 from torch.utils.data import DataLoader
 
 import gasp  # noqa: F401  (registers the GASP modules)
@@ -17,7 +18,6 @@ from gasp.datasets import batch_slots
 from gasp.datasets.batch_slots import (ALIGN_BYTES, FILLED, FREE, GRAIN_BYTES, HEADER_BYTES,
                                        SlotLease, SlotRef, WorkerSlots, plan_layout, slot_views)
 from gasp.datasets.collate import SLOT_KEY, detach_batch, gasp_collate, unpack_batch
-from test_collate import assert_same_batch, packed_sample
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from mmdet3d.registry import MODELS, TRANSFORMS
+from test_collate import packed_sample
 
 import gasp  # noqa: F401  (registers the GASP modules)
 from gasp.datasets.collate import gasp_collate
 from gasp.structures import PinnableDataElement
-from test_collate import packed_sample
 
 
 class FakePinnable:

@@ -1,6 +1,7 @@
 """Registering the plugin from a config, the way a user's own config does it."""
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -14,6 +15,19 @@ def test_runtime_config_inherits_mmdet3d_and_imports_gasp():
     assert cfg.default_scope == 'mmdet3d'
     assert cfg.default_hooks.checkpoint.type == 'CheckpointHook'
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+@pytest.mark.parametrize('name', ['gasp_av2', 'uno_av2', 'gasp_nus', 'uno_nus'])
+def test_pretraining_configs_checkpoint_and_log_by_iteration(name):
+    """mmdet3d's runtime saves no checkpoint before the end (interval -1) and logs by epoch;
+    GASP's schedules count iterations."""
+    cfg = Config.fromfile(REPO / f'configs/{name}.py')
+    checkpoint = cfg.default_hooks.checkpoint
+    assert checkpoint.by_epoch is False
+    assert 0 < checkpoint.interval < cfg.train_cfg.max_iters
+    assert checkpoint.interval % cfg.train_cfg.val_interval == 0  # a checkpoint per validation
+    assert cfg.log_processor.by_epoch is False
+    assert cfg.default_hooks.runtime_info.type == 'DeferredRuntimeInfoHook'
 
 
 def test_openmmlab_stack_imports():

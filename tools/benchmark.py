@@ -792,6 +792,7 @@ def host_syncs(fn) -> list:
     def record(message, category, filename, lineno, file=None, line=None):
         if 'called a synchronizing' not in str(message):
             return  # e.g. the notice that the debug mode is a prototype
+
         def name(path, line):
             return f'{"/".join(Path(path).parts[-2:])}:{line}'
 

@@ -18,7 +18,13 @@ custom_hooks = reliability_hooks
 
 # The losses and the gradient norm stay on the GPU until the logger reads them (one copy per
 # logging interval instead of a host-GPU sync per loss term and step).
-default_hooks = dict(runtime_info=dict(type='DeferredRuntimeInfoHook'))
+# Every GASP schedule counts iterations: a checkpoint every 5000 (mmdet3d's default,
+# interval -1, saves only at the end of a 100k-iteration run; the last 3 are kept) and logs
+# by iteration (mmdet3d's by-epoch log reads "Epoch(train) [1][50/3]" here).
+default_hooks = dict(
+    runtime_info=dict(type='DeferredRuntimeInfoHook'),
+    checkpoint=dict(type='CheckpointHook', interval=5000, by_epoch=False, max_keep_ckpts=3))
+log_processor = dict(by_epoch=False)
 
 # The dataloader's pin-memory thread holds the GIL while it unpickles a batch; the main
 # thread, which launches the GPU work, then waits up to this long to get it back (Python's

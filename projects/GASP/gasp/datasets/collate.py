@@ -188,4 +188,3 @@ def detach_batch(batch: dict) -> dict:
         for name, value in packed.items()
     })
     return {**batch, PACKED_KEY: own}
-
