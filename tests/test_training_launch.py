@@ -69,10 +69,11 @@ def _losses(log):
 
 
 def test_two_gloo_processes_train_and_agree(train_cfg, tmp_path):
+    # One loader worker per rank: batches come through each rank's own batch slots.
     log = _run([
         'bash', 'tools/dist_train.sh',
         str(train_cfg), '2', '--work-dir',
-        str(tmp_path), '--cfg-options', 'train_cfg.max_iters=3'
+        str(tmp_path), '--cfg-options', 'train_cfg.max_iters=3', 'train_dataloader.num_workers=1'
     ],
                PORT='29517')
     assert 'gloo' in log
