@@ -72,8 +72,7 @@ def bev_voxelize_triton(points: torch.Tensor,
         return bev
     # The region and cell size in fp64 (the kernel's exact cell arithmetic).
     box = device_constant(
-        tuple(map(float, point_cloud_range)) + tuple(map(float, voxel_size)), torch.float64,
-        points.device)
+        tuple(point_cloud_range) + tuple(voxel_size), torch.float64, points.device)
     _bev_voxelize_kernel[(triton.cdiv(num_points, block), )](
         points,
         batch_idx.contiguous(),

@@ -10,6 +10,7 @@ machines without a GPU); the dispatch never picks them for CPU tensors.
 """
 import functools
 import os
+from typing import Sequence
 
 import torch
 
@@ -44,10 +45,15 @@ def use_fast_path(*tensors: torch.Tensor) -> bool:
     return all(t.is_cuda for t in tensors) and triton_available()
 
 
+def device_constant(values: Sequence[float], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype, device=device)``, made once per (values as floats,
+    dtype, device). A host-to-device copy from a Python list makes the host wait for the GPU to
+    drain its queue, so ops called every step keep their region, cell sizes and steps here.
+    The tensor is shared: never modify it in place."""
+    return _device_constant(tuple(map(float, values)), dtype, device)
+
+
 @functools.lru_cache(maxsize=128)
-def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.tensor(values, dtype=dtype, device=device)``, made once per (values, dtype,
-    device). A host-to-device copy from a Python list makes the host wait for the GPU to drain
-    its queue, so ops called every step keep their region, cell sizes and steps here. The
-    tensor is shared: never modify it in place."""
+def _device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype, device=device)

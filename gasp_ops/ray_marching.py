@@ -49,8 +49,8 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor,
         t_enter: (R,) distance where the ray enters the box, >= 0 (0 for origins inside).
         t_exit: (R,) distance where it leaves; ``t_exit <= t_enter`` when the ray misses.
     """
-    lower = device_constant(tuple(map(float, point_cloud_range[:3])), origins.dtype, origins.device)
-    upper = device_constant(tuple(map(float, point_cloud_range[3:])), origins.dtype, origins.device)
+    lower = device_constant(point_cloud_range[:3], origins.dtype, origins.device)
+    upper = device_constant(point_cloud_range[3:], origins.dtype, origins.device)
     inv = 1.0 / directions  # +-inf on axis-parallel rays, handled by the min/max below
     t_lo, t_hi = (lower - origins) * inv, (upper - origins) * inv
     parallel = directions == 0

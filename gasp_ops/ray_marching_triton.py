@@ -184,9 +184,9 @@ def march_grid_triton(origins: torch.Tensor,
     if num_rays == 0:
         return depth
     grid = device_constant(
-        tuple(map(float, point_cloud_range[:3])) + tuple(map(float, voxel_size)) + (float(step), ) +
-        tuple(map(float, point_cloud_range[3:])), torch.float32, origins.device)
-    step64 = device_constant((float(step), ), torch.float64, origins.device)
+        tuple(point_cloud_range[:3]) + tuple(voxel_size) + (step, ) + tuple(point_cloud_range[3:]),
+        torch.float32, origins.device)
+    step64 = device_constant((step, ), torch.float64, origins.device)
     _march_kernel[(triton.cdiv(num_rays, block), )](
         origins.contiguous(),
         directions.contiguous(),

@@ -1231,13 +1231,13 @@ class FedStepProbe:
         return self.warmup <= iteration < self.warmup + self.steps
 
     def before(self, iteration: int, data_batch) -> None:
+        from gasp.datasets.collate import PACKED_KEY, SLOT_KEY, detach_batch
         if iteration == self.warmup - 1:  # replayed later: out of its batch slot (copied
-            from gasp.datasets.collate import detach_batch  # before the window opens)
-            self.first_batch = detach_batch(data_batch)
+            self.first_batch = detach_batch(data_batch)  # before the window opens)
         if self._measured(iteration):
             self.waits.append(time.perf_counter() - self._last_end)
-            packed = data_batch.get('packed') if isinstance(data_batch, dict) else None
-            self.slot_batches += int(packed is not None and 'slot' in packed.metainfo)
+            packed = data_batch.get(PACKED_KEY) if isinstance(data_batch, dict) else None
+            self.slot_batches += int(packed is not None and SLOT_KEY in packed.metainfo)
         if iteration >= self.warmup + self.steps and self.profile_steps:
             self.host.begin_step()
 

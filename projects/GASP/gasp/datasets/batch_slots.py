@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import deque
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ def plan_layout(fields: Dict[str, Sequence[torch.Tensor]]) -> Tuple[Layout, int]
     layout, offset = [], HEADER_BYTES
     for name, parts in fields.items():
         shape = (sum(len(p) for p in parts), ) + tuple(parts[0].shape[1:])
-        nbytes = int(np.prod(shape)) * parts[0].element_size()
+        nbytes = int(np.prod(shape)) * parts[0].dtype.itemsize
         layout.append((name, offset, parts[0].dtype, shape))
         offset += _aligned(nbytes)
     return layout, offset
@@ -66,8 +66,7 @@ def slot_views(slot: torch.Tensor, layout: Layout) -> Dict[str, torch.Tensor]:
     """The fields of a slot (a flat uint8 tensor) as tensors sharing its memory."""
     views = {}
     for name, offset, dtype, shape in layout:
-        count = int(np.prod(shape))
-        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        nbytes = int(np.prod(shape)) * dtype.itemsize
         views[name] = slot[offset:offset + nbytes].view(dtype).view(shape)
     return views
 
@@ -209,7 +208,7 @@ class _MappedSlots:
 
     def __init__(self):
         self.slots: Dict[Tuple[int, int], torch.Tensor] = {}
-        self.registered: Dict[int, torch.Tensor] = {}  # data_ptr -> slot
+        self.registered: Set[int] = set()  # data_ptr of the slots registered with CUDA
         self.lock = threading.Lock()
         self.register_failed = False
 
@@ -237,11 +236,12 @@ class _MappedSlots:
                 logger='current',
                 level=logging.WARNING)
             return
-        self.registered[slot.data_ptr()] = slot
+        self.registered.add(slot.data_ptr())
 
     def _forget(self, key: Tuple[int, int]) -> None:
         slot = self.slots.pop(key)
-        if self.registered.pop(slot.data_ptr(), None) is not None:
+        if slot.data_ptr() in self.registered:
+            self.registered.remove(slot.data_ptr())
             torch.cuda.cudart().cudaHostUnregister(slot.data_ptr())
 
     def _forget_dead_workers(self) -> None:

@@ -197,8 +197,7 @@ class ImplicitOccupancyDecoder(BaseModule):
         else:
             trunk = self.trunk(bev_feats, flat)
         out = {}
-        for (head, q), feats in zip(queries.items(), trunk.split([q.shape[1] for q in parts],
-                                                                 dim=1)):
+        for head, feats in zip(queries, trunk.split([q.shape[1] for q in parts], dim=1)):
             pred = self.output_layers[head](feats)
             out[head] = pred.squeeze(-1) if self.head_sizes[head] == 1 else pred
         return out
