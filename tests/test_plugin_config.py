@@ -30,6 +30,15 @@ def test_pretraining_configs_checkpoint_and_log_by_iteration(name):
     assert cfg.default_hooks.runtime_info.type == 'DeferredRuntimeInfoHook'
 
 
+def test_dist_benchmark_config_trains_without_epochs_or_validation_and_checks_ranks():
+    cfg = Config.fromfile(REPO / 'configs/gasp_av2_dist_benchmark.py')
+    assert cfg.train_dataloader.sampler == dict(type='InfiniteSampler', shuffle=True)
+    assert cfg.train_dataloader.batch_size == 8 and cfg.train_cfg.max_iters == 300
+    assert cfg.val_cfg is None and cfg.val_dataloader is None
+    assert dict(type='RankConsistencyHook', interval=100) in cfg.custom_hooks
+    assert cfg.model.type == 'GASP' and 'feature' in cfg.model.losses  # gasp_av2.py's model
+
+
 def test_openmmlab_stack_imports():
     import mmdet3d.datasets  # noqa: F401
     import mmdet3d.models  # noqa: F401
